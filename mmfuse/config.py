@@ -1,0 +1,183 @@
+"""Configuration: ``load_config(paths, overrides) -> DictConfig``.
+
+Order of precedence (later wins): ``configs/base.yaml`` (every default) → for each
+experiment file, the fragments it lists under ``include:`` (paths relative to that file,
+merged in order, themselves allowed to include) → the file itself → ``key=value``
+overrides. The result is validated against ``base.yaml``: an unknown key, a wrong type or
+an invalid choice is a :class:`ConfigError` naming the key and what is valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+BASE_CONFIG = CONFIG_DIR / "base.yaml"
+
+# Nodes whose keys are free-form (checked elsewhere, e.g. fusion hparams against the
+# fusion's signature, BertConfig fields by transformers) or whose type depends on the source.
+OPEN_NODES = {
+    "data.train", "data.val", "data.test",
+    "model.text.config", "model.image.kwargs", "model.fusion.hparams",
+}
+
+
+class ConfigError(ValueError):
+    """A config key, type or value is invalid; the message names the key and what is valid."""
+
+
+def _choices() -> dict[str, Callable[[], list[str]]]:
+    # Imported lazily: the registries import torch-heavy modules.
+    from mmfuse.data.sources import list_sources
+    from mmfuse.fusion import list_fusions
+
+    return {
+        "data.source": list_sources,
+        "model.fusion.name": list_fusions,
+        "model.head.loss": lambda: ["bce", "ce"],
+        "trainer.logger": lambda: ["csv", "tensorboard", "none"],
+        "checkpoint.mode": lambda: ["max", "min"],
+        "eval.split": lambda: ["train", "val", "test"],
+    }
+
+
+AUGMENTATIONS = ("hflip", "vflip", "rot90")
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
+    """Read one YAML file with its ``include:`` fragments merged first."""
+    path = path.resolve()
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path in seen:
+        raise ConfigError(f"include cycle: {' -> '.join(str(p) for p in (*seen, path))}")
+    cfg = OmegaConf.load(path)
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(cfg).__name__}")
+    includes = cfg.pop("include", None) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    merged = OmegaConf.create({})
+    for inc in includes:
+        merged = OmegaConf.merge(merged, _read_yaml(path.parent / str(inc), (*seen, path)))
+    return OmegaConf.merge(merged, cfg)  # type: ignore[return-value]
+
+
+def _type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "str"
+    if isinstance(v, (list, ListConfig)):
+        return "list"
+    if isinstance(v, (dict, DictConfig)):
+        return "mapping"
+    return type(v).__name__
+
+
+def _compatible(default: Any, value: Any) -> bool:
+    if default is None or value is None:
+        return True  # null defaults accept any type; any key may be set back to null
+    d, v = _type_name(default), _type_name(value)
+    return d == v or (d == "float" and v == "int")
+
+
+def _validate(node: DictConfig, schema: DictConfig, prefix: str = "") -> None:
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        if key not in schema:
+            valid = sorted(str(k) for k in schema.keys())
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f" Did you mean {prefix}{close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown config key {path!r}; valid keys under "
+                              f"{prefix.rstrip('.') or 'the top level'}: {', '.join(valid)}.{hint}")
+        if path in OPEN_NODES:
+            continue
+        default, value = schema[key], node._get_node(key)._value()  # noqa: SLF001 (no resolution)
+        if isinstance(value, str) and "${" in value:
+            continue  # interpolation: checked after resolution by the consumer
+        if not _compatible(default, value):
+            raise ConfigError(f"config key {path!r} expects {_type_name(default)} "
+                              f"(default {default!r}), got {_type_name(value)} {value!r}")
+        if isinstance(default, DictConfig) and isinstance(value, DictConfig):
+            _validate(value, default, path + ".")
+
+
+def _check_choices(cfg: DictConfig) -> None:
+    for path, valid in _choices().items():
+        value = OmegaConf.select(cfg, path)
+        if value is not None and value not in valid():
+            raise ConfigError(f"config key {path!r} is {value!r}; valid choices: {', '.join(valid())}")
+    for aug in cfg.data.augment:
+        if aug not in AUGMENTATIONS:
+            raise ConfigError(f"config key 'data.augment' has {aug!r}; valid choices: {', '.join(AUGMENTATIONS)}")
+    from mmfuse.fusion import fusion_hparams
+
+    valid_h = fusion_hparams(cfg.model.fusion.name)
+    for k in cfg.model.fusion.hparams:
+        if k not in valid_h:
+            raise ConfigError(f"config key 'model.fusion.hparams.{k}' is not an option of fusion "
+                              f"{cfg.model.fusion.name!r}; valid options: {', '.join(sorted(valid_h)) or 'none'}")
+
+
+def load_config(
+    paths: Union[str, Path, Sequence[Union[str, Path]], None] = None,
+    overrides: Optional[Iterable[str]] = None,
+) -> DictConfig:
+    """Load, merge and validate a configuration.
+
+    Args:
+        paths: experiment YAML file(s), merged in order over ``configs/base.yaml``.
+        overrides: ``key=value`` strings (OmegaConf dot-list syntax), applied last.
+
+    Returns:
+        The resolved, validated config.
+
+    Raises:
+        ConfigError: unknown key, wrong type, invalid choice, missing file, bad override.
+    """
+    base = OmegaConf.load(BASE_CONFIG)
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    cfg: DictConfig = OmegaConf.create({})
+    for p in paths or []:
+        cfg = OmegaConf.merge(cfg, _read_yaml(Path(p)))  # type: ignore[assignment]
+    overrides = list(overrides or [])
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r} is not of the form key=value")
+    try:
+        dot = OmegaConf.from_dotlist(overrides)
+    except Exception as e:  # omegaconf's grammar errors
+        raise ConfigError(f"cannot parse overrides {overrides}: {e}") from e
+    user = OmegaConf.merge(cfg, dot)
+    _validate(user, base)  # type: ignore[arg-type]
+    merged = OmegaConf.merge(base, user)
+    # Open nodes are replaced, not merged, so a user mapping never inherits stale defaults
+    # of another source or fusion.
+    for path in OPEN_NODES:
+        val = OmegaConf.select(user, path, default="__absent__")
+        if not (isinstance(val, str) and val == "__absent__"):
+            OmegaConf.update(merged, path, val, merge=False)
+    OmegaConf.resolve(merged)
+    _check_choices(merged)  # type: ignore[arg-type]
+    return merged  # type: ignore[return-value]
+
+
+def save_config(cfg: DictConfig, path: Union[str, Path]) -> None:
+    """Write the resolved config as YAML (the run directory's ``config.yaml``)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, path, resolve=True)
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """Plain nested dict (what ``save_hyperparameters`` stores)."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,126 @@
+"""Batches that encode each image once: a sampler that packs whole images (with all their
+questions) and a dataset indexed by *lists* of question indices that collates a whole batch.
+
+Because the sampler yields one list per batch, Lightning's distributed sampler wrapper
+splits batches across processes unchanged (each rank gets whole batches)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator, Optional, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+from mmfuse.data.schema import QARecord
+from mmfuse.data.transforms import augment
+
+
+class GroupedBatchSampler(Sampler[list[int]]):
+    """Yields lists of question indices.
+
+    Args:
+        groups: question indices of each image (one list per image).
+        batch_size: target number of questions per batch.
+        shuffle: reshuffle images (and questions within a plain batch) every epoch.
+        group_by_image: pack whole images (``≈ batch_size / mean questions per image`` images a
+            batch, so every epoch has exactly the same number of batches); False samples
+            questions independently.
+        seed: base seed; epoch ``e`` uses ``seed + e``.
+    """
+
+    def __init__(self, groups: Sequence[Sequence[int]], batch_size: int, shuffle: bool,
+                 group_by_image: bool = True, seed: int = 0) -> None:
+        self.groups = [list(g) for g in groups if len(g)]
+        self.shuffle, self.group_by_image, self.seed = shuffle, group_by_image, seed
+        self.num_questions = sum(len(g) for g in self.groups)
+        self.batch_size = batch_size
+        mean_q = self.num_questions / max(1, len(self.groups))
+        self.images_per_batch = max(1, round(batch_size / mean_q))
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.group_by_image:
+            return math.ceil(len(self.groups) / self.images_per_batch)
+        return math.ceil(self.num_questions / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1  # a fresh order next epoch even if nobody calls set_epoch
+        if self.group_by_image:
+            order = torch.randperm(len(self.groups), generator=g).tolist() if self.shuffle else range(len(self.groups))
+            order = list(order)
+            for s in range(0, len(order), self.images_per_batch):
+                yield [q for i in order[s:s + self.images_per_batch] for q in self.groups[i]]
+        else:
+            flat = [q for grp in self.groups for q in grp]
+            if self.shuffle:
+                flat = [flat[i] for i in torch.randperm(len(flat), generator=g).tolist()]
+            for s in range(0, len(flat), self.batch_size):
+                yield flat[s:s + self.batch_size]
+
+
+class QABatchDataset(Dataset):
+    """Indexed by a list of question indices; returns the collated batch dict.
+
+    Args:
+        records: the split's questions.
+        image_rows: for each record, its row in ``images`` (a cached ``[I,3,H,W]`` uint8
+            tensor) — or None with ``load_image`` given for lazy loading.
+        input_ids: tokenised questions (lists of ids, no padding).
+        targets: sparse soft targets ``[(answer index, score)]`` per record.
+        num_answers: vocabulary size (width of the dense target).
+        pad_id: padding token id.
+        augment_ops: augmentation names applied to the batch's unique images.
+        load_image: ``(record) -> uint8 [3,H,W]`` used when images are not cached.
+    """
+
+    def __init__(self, records: Sequence[QARecord], images: Optional[Tensor], image_rows: Sequence[int],
+                 input_ids: Sequence[Sequence[int]], targets: Sequence[Sequence[tuple[int, float]]],
+                 num_answers: int, pad_id: int, augment_ops: Sequence[str] = (), load_image: Any = None,
+                 seed: int = 0) -> None:
+        self.records, self.images, self.image_rows = records, images, list(image_rows)
+        self.input_ids, self.targets = input_ids, targets
+        self.num_answers, self.pad_id = num_answers, pad_id
+        self.augment_ops, self.load_image = list(augment_ops), load_image
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, idx: list[int]) -> dict[str, Any]:
+        rows = [self.image_rows[i] for i in idx]
+        uniq = sorted(set(rows))
+        pos = {r: j for j, r in enumerate(uniq)}
+        if self.images is not None:
+            images = self.images[uniq]  # [U,3,H,W] uint8
+        else:
+            first = {self.image_rows[i]: i for i in reversed(idx)}
+            images = torch.stack([self.load_image(self.records[first[r]]) for r in uniq])
+        images = augment(images, self.augment_ops, self.generator)
+        length = max(len(self.input_ids[i]) for i in idx)
+        ids = torch.full((len(idx), length), self.pad_id, dtype=torch.long)  # [B,L]
+        mask = torch.zeros((len(idx), length), dtype=torch.long)
+        target = torch.zeros((len(idx), self.num_answers))  # [B,V]
+        for b, i in enumerate(idx):
+            t = self.input_ids[i]
+            ids[b, :len(t)] = torch.as_tensor(t)
+            mask[b, :len(t)] = 1
+            for a, s in self.targets[i]:
+                target[b, a] = s
+        recs = [self.records[i] for i in idx]
+        return {
+            "text": {"input_ids": ids, "attention_mask": mask},
+            "image": images,
+            "image_index": torch.as_tensor([pos[r] for r in rows], dtype=torch.long),  # [B]
+            "targets": {"vqa": target},
+            "question_id": [r.question_id for r in recs],
+            "question": [r.question for r in recs],
+            "answers": [list(r.answers) for r in recs],
+            "answer_type": [r.answer_type for r in recs],
+            "question_type": [r.question_type for r in recs],
+        }

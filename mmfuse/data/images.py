@@ -1,0 +1,112 @@
+"""Image loading: decode files to uint8 ``[3, H, W]`` RGB tensors, with clear errors.
+
+Sources only resolve paths; images are opened here, after the records are built,
+so one place decides what a missing or corrupt image does:
+
+* :func:`load_image` raises :class:`DataError` naming the file and the question id;
+* :func:`load_images` decodes each distinct image once (many questions share an
+  image) and either stops at the first bad one (``skip_bad=False``) or collects
+  the bad ones as :class:`BadImage` so the caller can drop their records and
+  report how many were dropped.
+
+``resolve_inside`` (re-exported from :mod:`mmfuse.data.sources.base`, where the
+sources use it) refuses paths that escape the data root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mmfuse.data.schema import QARecord, QuestionId
+from mmfuse.data.sources.base import DataError, resolve_inside
+
+__all__ = ["BadImage", "DataError", "load_image", "load_images", "resolve_inside"]
+
+
+@dataclass(frozen=True)
+class BadImage:
+    """An image that could not be loaded, and the questions that referenced it."""
+
+    path: str
+    image_key: str
+    question_ids: tuple[QuestionId, ...]
+    reason: str
+
+
+def _decode(path: str) -> torch.Tensor:
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")  # forces the full decode, so truncation surfaces here
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
+def load_image(path: str, question_id: Optional[QuestionId] = None) -> torch.Tensor:
+    """Load ``path`` as a uint8 ``[3, H, W]`` RGB tensor.
+
+    Raises:
+        DataError: the file is missing, not an image, truncated or otherwise
+            unreadable; the message names the file and ``question_id``.
+    """
+    qid = f" (question_id {question_id!r})" if question_id is not None else ""
+    try:
+        return _decode(path)
+    except FileNotFoundError:
+        raise DataError(f"image file not found: {path}{qid}") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        # PIL reports corrupt data as OSError / UnidentifiedImageError, some plugins
+        # as SyntaxError or ValueError; absurdly large images as DecompressionBombError.
+        raise DataError(f"cannot read image {path}{qid}: {type(e).__name__}: {e}") from None
+
+
+def _group_by_image(records: Iterable[QARecord]) -> dict[str, tuple[str, list[QuestionId]]]:
+    groups: dict[str, tuple[str, list[QuestionId]]] = {}
+    for r in records:
+        key = r.image_key
+        if key not in groups:
+            groups[key] = (r.image, [r.question_id])
+            continue
+        path, qids = groups[key]
+        if path != r.image:  # one key must mean one image, or image-once encoding is wrong
+            raise DataError(
+                f"image_id {key!r} names two files: {path} (question_id {qids[0]!r}) "
+                f"and {r.image} (question_id {r.question_id!r})"
+            )
+        qids.append(r.question_id)
+    return groups
+
+
+def load_images(
+    records: Iterable[QARecord], skip_bad: bool = False
+) -> tuple[dict[str, torch.Tensor], list[BadImage]]:
+    """Decode every distinct image referenced by ``records`` once.
+
+    A plain loop: all 5,000 easy-VQA PNGs take about 2-3 s; a 2-thread
+    ThreadPoolExecutor was measured to be no faster (slightly slower) on the
+    2-core machine, since for 64x64 images the per-file Python overhead dominates.
+
+    Args:
+        records: the records; images are grouped by ``record.image_key``.
+        skip_bad: False: the first bad image raises :class:`DataError` (file and the
+            first question id using it). True: bad images are returned instead.
+
+    Returns:
+        ``(images, bad)``: ``images`` maps image_key -> uint8 ``[3, H, W]`` tensor
+        for every good image; ``bad`` lists the :class:`BadImage` s (empty unless
+        ``skip_bad``), in first-use order. Drop records whose image_key is in
+        ``{b.image_key for b in bad}``; ``sum(len(b.question_ids) for b in bad)``
+        is the number of records dropped.
+    """
+    images: dict[str, torch.Tensor] = {}
+    bad: list[BadImage] = []
+    for key, (path, qids) in _group_by_image(records).items():
+        try:
+            images[key] = load_image(path, qids[0])
+        except DataError as e:
+            if not skip_bad:
+                raise
+            bad.append(BadImage(path=path, image_key=key, question_ids=tuple(qids), reason=str(e)))
+    return images, bad

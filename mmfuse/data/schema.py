@@ -1,0 +1,38 @@
+"""``QARecord``: the one in-memory form every data source produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+QuestionId = Union[int, str]
+
+
+@dataclass(frozen=True)
+class QARecord:
+    """One question about one image (or video).
+
+    Attributes:
+        question_id: unique id within its split (int for VQAv2 / easy-VQA, any str for JSONL).
+        image: absolute path of the image file (already resolved and checked to lie
+            inside the data root by the source).
+        question: the question text.
+        answers: raw annotator answers (VQAv2: 10; easy-VQA: 1). Empty for unlabelled test data.
+        answer_type: e.g. ``"yes/no"``, ``"number"``, ``"other"``; None when unknown.
+        question_type: e.g. ``"what color is the"``; None when unknown.
+        image_id: key shared by all questions about the same image (defaults to ``image``);
+            used to encode each image once per batch.
+    """
+
+    question_id: QuestionId
+    image: str
+    question: str
+    answers: tuple[str, ...] = field(default_factory=tuple)
+    answer_type: Optional[str] = None
+    question_type: Optional[str] = None
+    image_id: Optional[str] = None
+
+    @property
+    def image_key(self) -> str:
+        """The grouping key for image-once encoding."""
+        return self.image_id if self.image_id is not None else self.image

@@ -1,0 +1,21 @@
+"""Data sources: registered loaders that turn one dataset split into ``list[QARecord]``.
+
+Built-in sources: ``easy_vqa`` (the pip package), ``jsonl`` (generic custom
+format) and ``vqav2`` (official VQAv2 JSON + COCO images). Use
+:func:`load_records` to load a split and :func:`register_source` to add one.
+"""
+
+from __future__ import annotations
+
+# Imported for their side effect of registering the built-in sources.
+from mmfuse.data.sources import easy_vqa, jsonl, vqav2  # noqa: F401
+from mmfuse.data.sources.base import (
+    SOURCES,
+    DataError,
+    list_sources,
+    load_records,
+    register_source,
+    resolve_inside,
+)
+
+__all__ = ["SOURCES", "DataError", "list_sources", "load_records", "register_source", "resolve_inside"]

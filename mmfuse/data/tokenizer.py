@@ -1,0 +1,63 @@
+"""Question tokenizers: the pretrained model's own, or a WordPiece vocabulary trained offline
+on the training questions with ``tokenizers`` (saved with the run and inside checkpoints)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Optional
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def _wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]",
+    )
+
+
+def train_wordpiece(texts: Iterable[str], vocab_size: int = 1000, lowercase: bool = True) -> PreTrainedTokenizerFast:
+    """Train a BERT-style WordPiece tokenizer (``[CLS] question [SEP]``) on ``texts``."""
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False)
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    return _wrap(tok)
+
+
+def tokenizer_from_json(text: str) -> PreTrainedTokenizerFast:
+    """Rebuild a trained tokenizer from its JSON (as stored in a checkpoint)."""
+    return _wrap(Tokenizer.from_str(text))
+
+
+def tokenizer_to_json(tok: PreTrainedTokenizerFast) -> str:
+    """The serialised tokenizer, small enough to live inside a checkpoint."""
+    return tok.backend_tokenizer.to_str()
+
+
+def build_tokenizer(
+    pretrained: Optional[str],
+    train_questions: Optional[Iterable[str]] = None,
+    vocab_size: int = 1000,
+    save_dir: Optional[Path] = None,
+) -> PreTrainedTokenizerFast:
+    """The pretrained text model's tokenizer, or a WordPiece one trained on ``train_questions``.
+
+    A trained tokenizer is saved to ``save_dir`` (``tokenizer.json`` and friends) when given.
+    """
+    if pretrained is not None:
+        return AutoTokenizer.from_pretrained(pretrained)
+    if train_questions is None:
+        raise ValueError("no pretrained text model and no training questions to train a tokenizer on")
+    tok = train_wordpiece(train_questions, vocab_size=vocab_size)
+    if save_dir is not None:
+        tok.save_pretrained(str(save_dir))
+    return tok

@@ -1,0 +1,107 @@
+"""The fusion contract and its registry.
+
+A fusion is an ``nn.Module`` built as ``Fusion(in_dims: dict[str, int], dim: int, **hparams)``
+whose ``forward(inputs: dict[str, EncoderOutput]) -> FusionOutput``. Defaults live in the
+constructor's signature. Padded tokens (mask False) must not change any output.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping, NamedTuple, Optional
+
+from torch import Tensor, nn
+
+from mmfuse.encoders.base import EncoderOutput
+from mmfuse.registry import Registry
+
+FUSIONS: Registry[type[nn.Module]] = Registry("fusion")
+
+
+class FusionOutput(NamedTuple):
+    """What a fusion hands to the heads.
+
+    Attributes:
+        pooled: ``[B, dim]`` fused representation.
+        tokens: ``[B, N, dim]`` fused token sequence, or None for pooled-only fusions.
+        mask: ``[B, N]`` bool mask for ``tokens`` (True = real), or None.
+        attention: fusion-specific attention weights for visualisation, or None
+            (``cross_attention``: ``[B, heads, N_text, N_vision]`` of the last layer).
+    """
+
+    pooled: Tensor
+    tokens: Optional[Tensor] = None
+    mask: Optional[Tensor] = None
+    attention: Optional[Tensor] = None
+
+
+def register_fusion(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: register a fusion under ``name`` so configs can select it."""
+    return FUSIONS.register(name)
+
+
+def list_fusions() -> list[str]:
+    """Names of every registered fusion, sorted."""
+    return FUSIONS.names()
+
+
+def fusion_hparams(name: str) -> dict[str, Any]:
+    """The tunable hyper-parameters of fusion ``name`` and their defaults (from its signature)."""
+    sig = inspect.signature(FUSIONS.get(name).__init__)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {
+        p.name: p.default
+        for p in sig.parameters.values()
+        if p.kind in kinds and p.name not in ("self", "in_dims", "dim")
+    }
+
+
+def build_fusion(name: str, in_dims: dict[str, int], dim: int, **hparams: Any) -> nn.Module:
+    """Build the fusion registered as ``name``.
+
+    Args:
+        name: a name from :func:`list_fusions`.
+        in_dims: feature size of each modality, e.g. ``{"text": 768, "image": 384}``.
+        dim: output size of the fused representation.
+        **hparams: fusion-specific options; an unknown one is an error naming the valid ones.
+    """
+    cls = FUSIONS.get(name)
+    valid = fusion_hparams(name)
+    unknown = sorted(set(hparams) - set(valid))
+    if unknown:
+        raise TypeError(
+            f"fusion {name!r} got unknown option(s) {unknown}; valid options: {sorted(valid) or 'none'}"
+        )
+    return cls(in_dims=dict(in_dims), dim=int(dim), **hparams)
+
+
+def check_inputs(
+    inputs: Mapping[str, EncoderOutput], in_dims: Mapping[str, int], fusion: str
+) -> list[EncoderOutput]:
+    """The inputs of the modalities in ``in_dims``, in sorted modality order.
+
+    Extra modalities in ``inputs`` are ignored. A missing modality is a ``KeyError`` naming the
+    expected ones; a feature size that differs from ``in_dims`` is a ``ValueError``.
+    """
+    names = sorted(in_dims)
+    missing = [m for m in names if m not in inputs]
+    if missing:
+        raise KeyError(
+            f"fusion {fusion!r} is missing modality(ies) {missing}; expected {names}, got {sorted(inputs)}"
+        )
+    for m in names:
+        got = inputs[m].pooled.shape[-1]
+        if got != in_dims[m]:
+            raise ValueError(f"fusion {fusion!r}: modality {m!r} has feature size {got}, expected {in_dims[m]}")
+    return [inputs[m] for m in names]
+
+
+def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``tokens [B, N, D]`` over the positions where ``mask [B, N]`` is True -> ``[B, D]``.
+
+    Padded positions are zeroed first (so garbage or inf there cannot leak in); a row without any
+    real token gives zeros rather than NaN.
+    """
+    m = mask.unsqueeze(-1)
+    total = tokens.masked_fill(~m, 0.0).sum(dim=1)
+    return total / m.sum(dim=1).clamp(min=1).to(tokens.dtype)

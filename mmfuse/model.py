@@ -1,0 +1,79 @@
+"""``FusionModel(encoders, fusion, heads)`` and ``build_model(cfg, ...)``."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import torch
+from torch import Tensor, nn
+
+from mmfuse.data.transforms import normalize
+from mmfuse.encoders import TextEncoder, VisionEncoder
+from mmfuse.fusion import FusionOutput, build_fusion
+from mmfuse.heads import ClassifierHead
+
+
+class FusionModel(nn.Module):
+    """Text and image encoders → fusion → task heads.
+
+    Args:
+        text: a text encoder (``forward(input_ids, attention_mask) -> EncoderOutput``).
+        image: an image encoder (``forward(images) -> EncoderOutput``) with ``data_config``.
+        fusion: any module honouring the fusion contract (``dict[str, EncoderOutput] ->
+            FusionOutput``): a registered one or a user's own.
+        heads: task name → head (``FusionOutput -> logits``).
+
+    ``forward(batch)`` reads ``batch["text"]`` (``input_ids``/``attention_mask`` ``[B,L]``),
+    ``batch["image"]`` (``[U,3,H,W]`` uint8 or already-normalised float) and the optional
+    ``batch["image_index"]`` ``[B]`` mapping each question to its image row: each image is
+    encoded once and its features gathered per question. Returns ``{"fusion": FusionOutput,
+    <task>: logits}``.
+    """
+
+    def __init__(self, text: nn.Module, image: nn.Module, fusion: nn.Module, heads: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict({"text": text, "image": image})
+        self.fusion = fusion
+        self.heads = nn.ModuleDict(dict(heads))
+        dc = image.data_config
+        self.image_size: tuple[int, int] = dc["img_size"]
+        self.register_buffer("mean", torch.tensor(dc["mean"]), persistent=False)
+        self.register_buffer("std", torch.tensor(dc["std"]), persistent=False)
+
+    def encode_image(self, images: Tensor) -> Any:
+        if images.dtype == torch.uint8:
+            images = normalize(images, self.mean, self.std)
+        return self.encoders["image"](images)
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        text = self.encoders["text"](batch["text"]["input_ids"], batch["text"]["attention_mask"])
+        image = self.encode_image(batch["image"])
+        index = batch.get("image_index")
+        if index is not None:
+            image = image.index_select(index)  # per-image → per-question rows
+        fused: FusionOutput = self.fusion({"text": text, "image": image})
+        out: dict[str, Any] = {"fusion": fused}
+        for name, head in self.heads.items():
+            out[name] = head(fused)
+        return out
+
+
+def build_model(model_cfg: Mapping[str, Any], num_answers: int, text_vocab_size: Optional[int] = None,
+                pad_token_id: int = 0, fusion: Optional[nn.Module] = None) -> FusionModel:
+    """Build a :class:`FusionModel` from the ``model`` config node.
+
+    Sizes flow one way: encoders report ``out_dim`` → the fusion gets ``in_dims`` and
+    ``dim`` → heads get ``dim`` and the answer vocabulary size. Pass ``fusion`` to use a
+    built module instead of ``model.fusion.name``.
+    """
+    t, i, f, h = model_cfg["text"], model_cfg["image"], model_cfg["fusion"], model_cfg["head"]
+    text = TextEncoder(pretrained=t["pretrained"], config=dict(t["config"]), vocab_size=text_vocab_size,
+                       pad_token_id=pad_token_id, freeze=t["freeze"])
+    image = VisionEncoder(name=i["name"], pretrained=i["pretrained"], checkpoint_path=i["checkpoint_path"],
+                          img_size=i["img_size"], patch_size=i["patch_size"], embed_dim=i["embed_dim"],
+                          depth=i["depth"], num_heads=i["num_heads"], freeze=i["freeze"], **dict(i["kwargs"]))
+    if fusion is None:
+        in_dims = {"text": text.out_dim, "image": image.out_dim}
+        fusion = build_fusion(f["name"], in_dims, f["dim"], **dict(f["hparams"]))
+    heads = {"vqa": ClassifierHead(int(f["dim"]), num_answers, hidden=h["hidden"], dropout=h["dropout"])}
+    return FusionModel(text, image, fusion, heads)

@@ -1,0 +1,5 @@
+"""LightningModules."""
+
+from mmfuse.systems.supervised import SupervisedSystem
+
+__all__ = ["SupervisedSystem"]

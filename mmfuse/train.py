@@ -1,0 +1,169 @@
+"""``train(cfg)`` and ``evaluate(cfg)``: what ``tools/`` and the tests call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from mmfuse.callbacks import SpeedMonitor
+from mmfuse.config import ConfigError, save_config, to_container
+from mmfuse.data.datamodule import VQADataModule
+from mmfuse.data.tokenizer import tokenizer_from_json, tokenizer_to_json
+from mmfuse.data.vocab import AnswerVocab
+from mmfuse.systems import SupervisedSystem
+
+log = logging.getLogger(__name__)
+
+
+def make_run_dir(cfg: DictConfig) -> Path:
+    """``cfg.run_dir`` or ``<output_dir>/<name>/<timestamp>`` (made unique)."""
+    if cfg.run_dir:
+        path = Path(cfg.run_dir)
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path(cfg.output_dir) / cfg.name / stamp
+        n = 1
+        while path.exists():
+            path, n = Path(cfg.output_dir) / cfg.name / f"{stamp}-{n}", n + 1
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build_datamodule(cfg: DictConfig, run_dir: Optional[Path] = None, **kwargs: Any) -> VQADataModule:
+    """The data module of ``cfg.data``; call ``prepare()`` to get the vocabulary and tokenizer."""
+    return VQADataModule(cfg.data, img_size=None, text_pretrained=cfg.model.text.pretrained,
+                         tokenizer_vocab_size=cfg.model.text.tokenizer_vocab_size, run_dir=run_dir,
+                         seed=cfg.seed, **kwargs)
+
+
+def _trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback], logger: bool = True) -> L.Trainer:
+    t = cfg.trainer
+    if t.num_threads:
+        torch.set_num_threads(int(t.num_threads))
+    loggers: list[Any] = []
+    if logger and t.logger == "csv":
+        loggers.append(CSVLogger(str(run_dir), name="", version="logs"))
+    elif logger and t.logger == "tensorboard":
+        loggers.append(TensorBoardLogger(str(run_dir), name="", version="tensorboard"))
+    return L.Trainer(
+        max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+        strategy=t.strategy, precision=t.precision, log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches, limit_test_batches=t.limit_test_batches,
+        enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic,
+        gradient_clip_val=cfg.optim.grad_clip or None, default_root_dir=str(run_dir),
+        logger=loggers or False, callbacks=callbacks,
+    )
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def train(cfg: DictConfig, fusion: Optional[nn.Module] = None) -> dict[str, Any]:
+    """Train on ``cfg``, test the best checkpoint, write ``metrics.json``; returns its content.
+
+    Args:
+        cfg: a config from :func:`mmfuse.load_config`.
+        fusion: optional built fusion module replacing ``model.fusion.name`` (research code).
+    """
+    start = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True)
+    run_dir = make_run_dir(cfg)
+    save_config(cfg, run_dir / "config.yaml")
+    dm = build_datamodule(cfg, run_dir)
+    dm.prepare()
+    for split in ("train", "val", "test"):
+        dm.split_records(split)
+    tok = dm.tokenizer
+    system = SupervisedSystem(to_container(cfg), dm.vocab.answers, text_vocab_size=len(tok),
+                              pad_token_id=int(tok.pad_token_id or 0), answer_types=dm.types("answer_type"),
+                              fusion=fusion)
+    system.tokenizer_json = tokenizer_to_json(tok)
+    dm.img_size = system.model.image_size
+    ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor=cfg.checkpoint.monitor,
+                           mode=cfg.checkpoint.mode, save_last=cfg.checkpoint.save_last,
+                           filename="best-{epoch:02d}-{step}", auto_insert_metric_name=False)
+    speed = SpeedMonitor()
+    callbacks: list[L.Callback] = [ckpt, speed]
+    if cfg.trainer.logger != "none":
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    trainer = _trainer(cfg, run_dir, callbacks)
+    trainer.fit(system, datamodule=dm, ckpt_path=cfg.resume)
+    fit_s = time.perf_counter() - start
+    best = ckpt.best_model_path or None
+    test = trainer.test(system, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
+    result = {
+        "run_dir": str(run_dir),
+        "best_checkpoint": best,
+        "best_val": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
+        "test": _floats(test),
+        "num_questions": {s: len(dm.records.get(s, [])) for s in ("train", "val", "test")},
+        "skipped_bad_records": dict(dm.skipped),
+        "train_samples_per_s": speed.samples_per_s,
+        "fit_seconds": fit_s,
+        "wall_seconds": time.perf_counter() - start,
+        "training_targets": f"soft VQA scores ({cfg.model.head.loss}); answer vocabulary of {len(dm.vocab)}",
+    }
+    write_json(run_dir / "metrics.json", result)
+    if dm.skipped:
+        log.warning("skipped %d question(s) with unreadable images: %s", sum(dm.skipped.values()), dm.skipped)
+    return result
+
+
+def load_system(checkpoint: str, fusion: Optional[nn.Module] = None) -> SupervisedSystem:
+    """A trained system from its checkpoint alone (config, vocabulary and tokenizer inside)."""
+    kwargs = {"fusion": fusion} if fusion is not None else {}
+    return SupervisedSystem.load_from_checkpoint(checkpoint, map_location="cpu", **kwargs)
+
+
+def evaluate(cfg: DictConfig, fusion: Optional[nn.Module] = None) -> dict[str, Any]:
+    """Evaluate ``cfg.eval.checkpoint`` on ``cfg.eval.split``; writes and returns ``metrics.json``.
+
+    The checkpoint supplies the model, the answer vocabulary and the tokenizer; ``cfg``
+    supplies the data (so a model can be scored on another dataset of the same format).
+    """
+    if not cfg.eval.checkpoint:
+        raise ConfigError("evaluate needs eval.checkpoint=<path to a .ckpt>")
+    ckpt_path = Path(cfg.eval.checkpoint)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
+    system = load_system(str(ckpt_path), fusion)
+    if system.tokenizer_json is None:
+        raise ValueError(f"{ckpt_path}: checkpoint holds no tokenizer (not written by mmfuse.train?)")
+    tok = tokenizer_from_json(system.tokenizer_json)
+    run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+    dm = build_datamodule(cfg, None, vocab=AnswerVocab(system.answers), tokenizer=tok)
+    dm.img_size = system.model.image_size
+    split = cfg.eval.split
+    dm.split_records(split)
+    system.set_answer_types(sorted(set(system.hparams.answer_types) | set(dm.types("answer_type"))))
+    trainer = _trainer(cfg, run_dir, [], logger=False)
+    metrics = trainer.test(system, dataloaders=dm.loader(split), verbose=False)[0]
+    result = {
+        "checkpoint": str(ckpt_path),
+        "split": split,
+        "num_questions": len(dm.records[split]),
+        "skipped_bad_records": dict(dm.skipped),
+        split: {k.replace("test/", f"{split}/", 1): float(v) for k, v in metrics.items()},
+    }
+    out = Path(cfg.eval.output) if cfg.eval.output else run_dir / f"eval_{split}" / "metrics.json"
+    write_json(out, result)
+    result["output"] = str(out)
+    return result
