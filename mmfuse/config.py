@@ -26,6 +26,10 @@ OPEN_NODES = {
 }
 
 
+# Keys that legitimately take several types (Lightning accepts "auto", an int or a list).
+ANY_TYPE = {"trainer.devices", "trainer.precision", "trainer.accelerator", "trainer.strategy"}
+
+
 class ConfigError(ValueError):
     """A config key, type or value is invalid; the message names the key and what is valid."""
 
@@ -96,12 +100,14 @@ def _validate(node: DictConfig, schema: DictConfig, prefix: str = "") -> None:
         if key not in schema:
             valid = sorted(str(k) for k in schema.keys())
             close = difflib.get_close_matches(str(key), valid, n=1)
-            hint = f" Did you mean {prefix}{close[0]!r}?" if close else ""
+            hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
             raise ConfigError(f"unknown config key {path!r}; valid keys under "
                               f"{prefix.rstrip('.') or 'the top level'}: {', '.join(valid)}.{hint}")
-        if path in OPEN_NODES:
+        if path in OPEN_NODES or path in ANY_TYPE:
             continue
-        default, value = schema[key], node._get_node(key)._value()  # noqa: SLF001 (no resolution)
+        child = node._get_node(key)  # noqa: SLF001 (read without resolving interpolations)
+        default = schema[key]
+        value = child if isinstance(child, (DictConfig, ListConfig)) else child._value()
         if isinstance(value, str) and "${" in value:
             continue  # interpolation: checked after resolution by the consumer
         if not _compatible(default, value):

@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from transformers import BertConfig, BertModel
+
+from mmfuse.data.tokenizer import build_tokenizer, train_wordpiece
+from mmfuse.encoders import EncoderOutput, TextEncoder, VisionEncoder
+
+BERT = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)
+
+
+def test_text_encoder_shapes_and_padding_invariance() -> None:
+    enc = TextEncoder(config=BERT, vocab_size=50).eval()
+    ids = torch.tensor([[2, 7, 9, 3], [2, 8, 3, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    out = enc(ids, mask)
+    assert isinstance(out, EncoderOutput) and enc.out_dim == 32
+    assert out.tokens.shape == (2, 4, 32) and out.pooled.shape == (2, 32)
+    assert out.mask.dtype == torch.bool and out.mask.tolist() == [[True] * 4, [True] * 3 + [False]]
+    # the padded row alone, without padding, gives the same pooled vector
+    alone = enc(ids[1:, :3], mask[1:, :3])
+    torch.testing.assert_close(alone.pooled, out.pooled[1:], atol=1e-5, rtol=1e-5)
+
+
+def test_text_encoder_from_local_directory(tmp_path: Path) -> None:
+    ref = BertModel(BertConfig(vocab_size=60, **BERT), add_pooling_layer=False).eval()
+    ref.save_pretrained(tmp_path / "bert")
+    tok = train_wordpiece(["what color is the shape", "is there a circle"], vocab_size=60)
+    tok.save_pretrained(str(tmp_path / "bert"))
+    enc = TextEncoder(pretrained=str(tmp_path / "bert")).eval()
+    assert enc.is_pretrained
+    for (n, p), (_, q) in zip(enc.bert.state_dict().items(), ref.state_dict().items()):
+        assert torch.equal(p, q), n
+    loaded = build_tokenizer(str(tmp_path / "bert"))  # the pretrained model's own tokenizer
+    assert loaded("what color")["input_ids"] == tok("what color")["input_ids"]
+
+
+def test_freeze_stops_gradients() -> None:
+    enc = TextEncoder(config=BERT, vocab_size=50, freeze=True)
+    assert not any(p.requires_grad for p in enc.parameters())
+    venc = VisionEncoder(**VIT, freeze=True)
+    assert not any(p.requires_grad for p in venc.parameters())
+
+
+def test_vision_encoder_patch_tokens_and_data_config() -> None:
+    enc = VisionEncoder("vit_tiny_patch16_224", **VIT).eval()
+    out = enc(torch.randn(2, 3, 32, 32))
+    assert out.tokens.shape == (2, 16, 32)  # (32/8)^2 patches, class token removed
+    assert out.pooled.shape == (2, 32) and out.mask.all()
+    assert enc.grid_size == (4, 4)
+    dc = enc.data_config
+    assert dc["img_size"] == (32, 32) and len(dc["mean"]) == 3 and len(dc["std"]) == 3
+
+
+def test_vision_encoder_from_local_checkpoint(tmp_path: Path) -> None:
+    ref = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, **VIT)
+    torch.save(ref.state_dict(), tmp_path / "vit.pth")
+    enc = VisionEncoder("vit_tiny_patch16_224", checkpoint_path=str(tmp_path / "vit.pth"), **VIT)
+    assert enc.is_pretrained
+    for (n, p), (_, q) in zip(enc.vit.state_dict().items(), ref.state_dict().items()):
+        assert torch.equal(p, q), n
+
+
+def test_unknown_timm_model_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="Unknown model"):
+        VisionEncoder("vit_does_not_exist", **VIT)

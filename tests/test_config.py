@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+import mmfuse
+from mmfuse.config import CONFIG_DIR, ConfigError, load_config
+from tests.conftest import TINY
+
+EXPERIMENTS = sorted((CONFIG_DIR / "experiments").glob("*.yaml"))
+
+
+def test_base_defaults_and_override_order(tmp_path: Path) -> None:
+    frag = tmp_path / "frag.yaml"
+    frag.write_text("seed: 5\noptim: {lr: 0.5}\n")
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("include: [frag.yaml]\nseed: 7\n")
+    cfg = load_config(exp, ["optim.lr=0.25"])
+    assert cfg.seed == 7  # the file itself wins over its includes
+    assert cfg.optim.lr == 0.25  # overrides win over files
+    assert cfg.optim.weight_decay == 0.05  # untouched defaults stay
+    assert load_config().model.fusion.name == "cross_attention"
+
+
+def test_unknown_key_names_key_and_valid_keys() -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["optim.lrr=0.1"])
+    msg = str(e.value)
+    assert "'optim.lrr'" in msg and "weight_decay" in msg and "Did you mean 'optim.lr'" in msg
+
+
+def test_wrong_type_names_key_and_type() -> None:
+    with pytest.raises(ConfigError, match=r"'data.batch_size' expects int.*got str"):
+        load_config(None, ["data.batch_size=big"])
+    assert load_config(None, ["optim.lr=1"]).optim.lr == 1  # an int is a fine float
+
+
+def test_bad_choices_list_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="model.fusion.name.*valid choices: .*concat.*cross_attention"):
+        load_config(None, ["model.fusion.name=nope"])
+    with pytest.raises(ConfigError, match="data.source.*easy_vqa"):
+        load_config(None, ["data.source=coco"])
+    with pytest.raises(ConfigError, match="data.augment.*hflip"):
+        load_config(None, ["data.augment=[flip]"])
+    with pytest.raises(ConfigError, match=r"model.fusion.hparams.num_layerz.*num_layers"):
+        load_config(None, ["model.fusion.hparams.num_layerz=3"])
+
+
+def test_missing_file_and_bad_override() -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("does/not/exist.yaml")
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["seed"])
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_every_experiment_config_loads_and_builds(path: Path) -> None:
+    cfg = load_config(path)
+    model = mmfuse.build_model(cfg.model, num_answers=13, text_vocab_size=200)
+    h, w = model.image_size
+    batch = {"text": {"input_ids": torch.randint(5, 200, (3, 6)), "attention_mask": torch.ones(3, 6, dtype=torch.long)},
+             "image": torch.randint(0, 255, (2, 3, h, w), dtype=torch.uint8), "image_index": torch.tensor([0, 1, 1])}
+    assert model(batch)["vqa"].shape == (3, 13)
+
+
+def test_tiny_config_is_tiny() -> None:
+    cfg = load_config(TINY)
+    assert cfg.model.image.embed_dim <= 64 and cfg.model.text.config.hidden_size <= 64
