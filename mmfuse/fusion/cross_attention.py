@@ -1,0 +1,176 @@
+"""``cross_attention``: text tokens attend to vision tokens (optionally both ways, co-attention)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Mapping, Optional
+
+import torch
+from torch import Tensor, nn
+
+from mmfuse.encoders.base import EncoderOutput
+from mmfuse.fusion.base import FusionOutput, check_inputs, masked_mean, register_fusion
+
+
+class MaskedAttention(nn.Module):
+    """Multi-head attention ``x -> ctx`` that also returns the per-head weights.
+
+    Shapes: ``x [B, N, D]``, ``ctx [B, M, D]``, ``ctx_mask [B, M]`` (True = real) ->
+    ``out [B, N, D]``, ``attn [B, heads, N, M]``. Padded keys get weight exactly 0; a row whose
+    keys are all padding gets all-zero weights (and output = the out-projection bias), never NaN.
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.attn_drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, ctx: Tensor, ctx_mask: Tensor) -> tuple[Tensor, Tensor]:
+        b, n, d = x.shape
+        m, h = ctx.shape[1], self.num_heads
+        q = self.q(x).view(b, n, h, d // h).transpose(1, 2)  # [B, h, N, hd]
+        k = self.k(ctx).view(b, m, h, d // h).transpose(1, 2)  # [B, h, M, hd]
+        v = self.v(ctx).view(b, m, h, d // h).transpose(1, 2)
+        scores = (q * self.scale) @ k.transpose(-2, -1)  # [B, h, N, M]
+        keep = ctx_mask[:, None, None, :]
+        scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+        attn = scores.softmax(dim=-1) * keep  # all-padded rows: uniform * 0 = 0
+        out = (self.attn_drop(attn) @ v).transpose(1, 2).reshape(b, n, d)
+        return self.out(out), attn
+
+
+class FeedForward(nn.Sequential):
+    """``Linear(dim, mlp_ratio*dim) -> GELU -> Dropout -> Linear(., dim) -> Dropout`` on ``[..., dim]``."""
+
+    def __init__(self, dim: int, mlp_ratio: float, dropout: float) -> None:
+        hidden = int(round(dim * mlp_ratio))
+        super().__init__(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
+        )
+
+
+class CrossAttentionBlock(nn.Module):
+    """One pre-norm block: ``t += Attn(LN(t) -> LN(v))``; ``t += FFN(LN(t))``.
+
+    With ``bidirectional`` the vision stream is updated too, from the same previous-layer states:
+    ``v += Attn(LN(v) -> LN(t))``; ``v += FFN(LN(v))``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float, bidirectional: bool) -> None:
+        super().__init__()
+        self.bidirectional = bidirectional
+        self.norm_t, self.norm_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn_t = MaskedAttention(dim, num_heads, dropout)
+        self.norm_ff_t = nn.LayerNorm(dim)
+        self.ff_t = FeedForward(dim, mlp_ratio, dropout)
+        self.drop = nn.Dropout(dropout)
+        if bidirectional:
+            self.attn_v = MaskedAttention(dim, num_heads, dropout)
+            self.norm_ff_v = nn.LayerNorm(dim)
+            self.ff_v = FeedForward(dim, mlp_ratio, dropout)
+
+    def forward(self, t: Tensor, t_mask: Tensor, v: Tensor, v_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        tn, vn = self.norm_t(t), self.norm_v(v)
+        dt, attn = self.attn_t(tn, vn, v_mask)
+        if self.bidirectional:
+            dv, _ = self.attn_v(vn, tn, t_mask)
+            v = v + self.drop(dv)
+            v = v + self.ff_v(self.norm_ff_v(v))
+        t = t + self.drop(dt)
+        t = t + self.ff_t(self.norm_ff_t(t))
+        return t, v, attn
+
+
+@register_fusion("cross_attention")
+class CrossAttentionFusion(nn.Module):
+    """Query (text) tokens attend to context (vision) tokens through ``num_layers`` pre-norm blocks.
+
+    Both token streams are first projected to ``dim`` (padded positions zeroed before, so their
+    content never enters any computation). Each block is pre-norm (see
+    :class:`CrossAttentionBlock`); a final LayerNorm is applied to the output streams.
+
+    Pooled output: the masked mean of the valid query tokens; with ``bidirectional`` it is
+    ``Linear(2*dim, dim)([mean_text, mean_vision])`` (both masked means). A row with no valid
+    token contributes zeros to its mean (never NaN).
+
+    Shapes:
+        inputs[query]: tokens ``[B, N_t, in_dims[query]]``, mask ``[B, N_t]``.
+        inputs[context]: tokens ``[B, N_v, in_dims[context]]``, mask ``[B, N_v]``.
+        output.pooled ``[B, dim]``; output.tokens ``[B, N_t, dim]`` (updated query tokens, zero at
+        padded positions); output.mask ``[B, N_t]`` (the query mask); output.attention
+        ``[B, num_heads, N_t, N_v]``: last layer's query->context weights, rows sum to 1 over the
+        valid context tokens and are 0 on padded ones.
+
+    Args:
+        query: the modality whose tokens attend (default ``"text"``).
+        context: the attended modality; None = the single modality other than ``query``
+            (an error if there are several). Other modalities in ``in_dims`` are ignored.
+        bidirectional: also let context tokens attend to query tokens (co-attention).
+    """
+
+    def __init__(
+        self,
+        in_dims: dict[str, int],
+        dim: int,
+        *,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        query: str = "text",
+        context: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        names = sorted(in_dims)
+        if query not in in_dims:
+            raise ValueError(f"cross_attention query modality {query!r} not among the modalities {names}")
+        if context is None:
+            others = [m for m in names if m != query]
+            if len(others) != 1:
+                raise ValueError(
+                    f"cross_attention cannot infer the context modality from {names} (query={query!r}); "
+                    "set context= explicitly"
+                )
+            context = others[0]
+        if context not in in_dims or context == query:
+            raise ValueError(f"cross_attention context {context!r} must be one of {names} other than {query!r}")
+        ignored = [m for m in names if m not in (query, context)]
+        if ignored:
+            warnings.warn(f"cross_attention ignores modality(ies) {ignored}", stacklevel=2)
+        if dim % num_heads:
+            raise ValueError(f"cross_attention dim={dim} is not divisible by num_heads={num_heads}")
+        if num_layers < 1:
+            raise ValueError(f"cross_attention needs num_layers >= 1, got {num_layers}")
+        self.query, self.context = query, context
+        self.in_dims = {m: int(in_dims[m]) for m in sorted((query, context))}
+        self.dim, self.bidirectional = dim, bidirectional
+        self.proj_t = nn.Linear(self.in_dims[query], dim)
+        self.proj_v = nn.Linear(self.in_dims[context], dim)
+        self.blocks = nn.ModuleList(
+            CrossAttentionBlock(dim, num_heads, mlp_ratio, dropout, bidirectional) for _ in range(num_layers)
+        )
+        self.out_norm_t = nn.LayerNorm(dim)
+        if bidirectional:
+            self.out_norm_v = nn.LayerNorm(dim)
+            self.pool = nn.Linear(2 * dim, dim)
+
+    def forward(self, inputs: Mapping[str, EncoderOutput]) -> FusionOutput:
+        check_inputs(inputs, self.in_dims, "cross_attention")
+        qx, cx = inputs[self.query], inputs[self.context]
+        t_mask, v_mask = qx.mask.bool(), cx.mask.bool()
+        t = self.proj_t(qx.tokens.masked_fill(~t_mask[..., None], 0.0))
+        v = self.proj_v(cx.tokens.masked_fill(~v_mask[..., None], 0.0))
+        attn = None
+        for block in self.blocks:
+            t, v, attn = block(t, t_mask, v, v_mask)
+        t = self.out_norm_t(t).masked_fill(~t_mask[..., None], 0.0)
+        pooled = masked_mean(t, t_mask)
+        if self.bidirectional:
+            pooled = self.pool(torch.cat([pooled, masked_mean(self.out_norm_v(v), v_mask)], dim=-1))
+        return FusionOutput(pooled=pooled, tokens=t, mask=t_mask, attention=attn)

@@ -1,0 +1,63 @@
+"""End to end, as a user runs it: tools/train.py then tools/evaluate.py on a tiny generated dataset."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mmfuse
+from mmfuse.data.sources import DataError
+from tests.conftest import REPO, TINY, jsonl_overrides
+
+
+def run_tool(*args: str) -> str:
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_train_then_evaluate_reproduces_test_accuracy(jsonl_data: dict, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    out = run_tool("tools/train.py", "--config", "configs/experiments/easy_vqa.yaml", "--config", str(TINY),
+                   *jsonl_overrides(jsonl_data, run), "trainer.max_epochs=2", "trainer.logger=csv")
+    assert "test VQA accuracy" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    acc = metrics["test"]["test/acc"]
+    assert 0.0 <= acc <= 1.0 and metrics["num_questions"]["test"] == 12
+    assert metrics["train_samples_per_s"] > 0 and metrics["wall_seconds"] > 0
+    assert (run / "config.yaml").is_file() and (run / "answers.json").is_file()
+    assert (run / "logs" / "metrics.csv").is_file()
+    best = Path(metrics["best_checkpoint"])
+    assert best.is_file()
+    out = run_tool("tools/evaluate.py", "--checkpoint", str(best), "--split", "test")
+    assert "overall" in out and "yes/no" in out
+    ev = json.loads((run / "eval_test" / "metrics.json").read_text())
+    assert ev["test"]["test/acc"] == pytest.approx(acc, abs=1e-9)
+    assert ev["num_questions"] == 12 and ev["checkpoint"] == str(best)
+
+
+def test_resume_from_checkpoint(jsonl_data: dict, tmp_path: Path) -> None:
+    cfg = mmfuse.load_config(TINY, jsonl_overrides(jsonl_data, tmp_path / "a") + ["trainer.logger=none"])
+    first = mmfuse.train(cfg)
+    last = Path(first["run_dir"]) / "checkpoints" / "last.ckpt"
+    cfg2 = mmfuse.load_config(TINY, jsonl_overrides(jsonl_data, tmp_path / "b") +
+                              ["trainer.logger=none", "trainer.max_epochs=2", f"resume={last}"])
+    second = mmfuse.train(cfg2)
+    import torch
+    assert torch.load(second["best_checkpoint"], weights_only=False)["epoch"] >= 0
+    assert torch.load(Path(second["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1
+
+
+def test_missing_image_fails_or_is_skipped_and_counted(jsonl_data: dict, tmp_path: Path) -> None:
+    victim = jsonl_data["train"].parent / "images" / "train_0.png"
+    victim.unlink()
+    cfg = mmfuse.load_config(TINY, jsonl_overrides(jsonl_data, tmp_path / "a") + ["trainer.logger=none"])
+    with pytest.raises(DataError, match=r"train_0\.png.*question_id"):
+        mmfuse.train(cfg)
+    cfg = mmfuse.load_config(TINY, jsonl_overrides(jsonl_data, tmp_path / "b") +
+                             ["trainer.logger=none", "data.skip_bad_records=true"])
+    result = mmfuse.train(cfg)
+    assert result["skipped_bad_records"] == {"train": 4}  # the 4 questions about that image
+    assert result["num_questions"]["train"] == 12 * 4 - 4

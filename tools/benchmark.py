@@ -1,0 +1,134 @@
+#!/usr/bin/env python
+"""Training throughput: the mmfuse system inside Lightning's Trainer vs a plain PyTorch loop.
+
+Both train the same ``nn.Module`` (same initial weights) on the same pre-built batches with
+the same optimiser, schedule and gradient clipping; the Lightning side also runs everything
+a user gets by default (the metric update, logging, the progress bar). Rounds alternate
+(Lightning, plain, Lightning, ...) so machine noise hits both; medians and their ratio are
+printed, all from one run.
+
+    python tools/benchmark.py --config configs/experiments/easy_vqa.yaml [--steps 40 --rounds 5] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+import mmfuse  # noqa: E402
+from mmfuse.config import to_container  # noqa: E402
+from mmfuse.systems import SupervisedSystem  # noqa: E402
+
+
+class _EpochTimer(L.Callback):
+    """Wall time of the training epoch: every per-batch cost Lightning adds is inside it."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seconds = time.perf_counter() - self.t0
+
+
+def lightning_round(system: SupervisedSystem, batches: list[dict[str, Any]], cfg: Any, tmp: str) -> float:
+    timer = _EpochTimer()
+    trainer = L.Trainer(max_epochs=1, accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
+                        gradient_clip_val=cfg.optim.grad_clip or None, limit_val_batches=0, num_sanity_val_steps=0,
+                        enable_checkpointing=False, logger=L.pytorch.loggers.CSVLogger(tmp, name="bench"),
+                        log_every_n_steps=cfg.trainer.log_every_n_steps, enable_model_summary=False,
+                        enable_progress_bar=cfg.trainer.enable_progress_bar, callbacks=[timer])
+    trainer.fit(system, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
+    return timer.seconds
+
+
+def plain_round(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, loss_fn: Any,
+                batches: list[dict[str, Any]], device: torch.device, clip: float, autocast: bool) -> float:
+    model.train()
+    t0 = time.perf_counter()
+    for batch in batches:
+        batch = L.pytorch.utilities.move_data_to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = loss_fn(model(batch)["vqa"], batch["targets"]["vqa"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        sched.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", action="append", default=["configs/experiments/easy_vqa.yaml"])
+    p.add_argument("--steps", type=int, default=40, help="training batches per round")
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds per side (after one warm-up round each)")
+    p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args(argv)
+    cfg = mmfuse.load_config(args.config, args.overrides)
+    L.seed_everything(cfg.seed)
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    dm = mmfuse.build_datamodule(cfg)
+    dm.prepare()
+    tok = dm.tokenizer
+    system = SupervisedSystem(to_container(cfg), dm.vocab.answers, len(tok), int(tok.pad_token_id or 0),
+                              dm.types("answer_type"))
+    dm.img_size = system.model.image_size
+    dm.setup("fit")
+    it = iter(dm.train_dataloader())
+    batches = [next(it) for _ in range(args.steps)]
+    questions = sum(len(b["question_id"]) for b in batches)
+
+    # The plain loop trains a copy of the same module with the system's own optimiser and schedule.
+    model = copy.deepcopy(system.model)
+    twin = SupervisedSystem(to_container(cfg), dm.vocab.answers, len(tok), int(tok.pad_token_id or 0))
+    twin.model = model
+    twin.trainer = type("T", (), {"estimated_stepping_batches": args.steps * (args.rounds + 1)})()
+    conf = twin.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    accel = cfg.trainer.accelerator
+    device = torch.device("cuda" if (accel in ("auto", "gpu", "cuda") and torch.cuda.is_available()) else "cpu")
+    model.to(device)
+    autocast = "bf16" in str(cfg.trainer.precision)
+
+    lit, plain = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds + 1):  # round 0 warms both up and is not counted
+            tl = lightning_round(system, batches, cfg, tmp)
+            tp = plain_round(model, opt, sched, system.loss_fn, batches, device, cfg.optim.grad_clip, autocast)
+            if r > 0:
+                lit.append(questions / tl)
+                plain.append(questions / tp)
+            print(f"round {r}{' (warm-up)' if r == 0 else ''}: lightning {questions / tl:.1f} q/s, "
+                  f"plain {questions / tp:.1f} q/s", flush=True)
+    ml, mp = statistics.median(lit), statistics.median(plain)
+    result = {"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
+              "threads": torch.get_num_threads(), "steps_per_round": args.steps, "rounds": args.rounds,
+              "questions_per_round": questions, "lightning_samples_per_s": lit, "plain_samples_per_s": plain,
+              "median_lightning": ml, "median_plain": mp, "ratio": ml / mp}
+    print(f"\nmedian training samples/s: lightning {ml:.1f}, plain PyTorch {mp:.1f}, ratio {ml / mp:.3f} "
+          f"({result['device']}, {result['threads']} threads, {questions} questions/round)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
