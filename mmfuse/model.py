@@ -71,7 +71,7 @@ def build_model(model_cfg: Mapping[str, Any], num_answers: int, text_vocab_size:
                        pad_token_id=pad_token_id, freeze=t["freeze"])
     image = VisionEncoder(name=i["name"], pretrained=i["pretrained"], checkpoint_path=i["checkpoint_path"],
                           img_size=i["img_size"], patch_size=i["patch_size"], embed_dim=i["embed_dim"],
-                          depth=i["depth"], num_heads=i["num_heads"], freeze=i["freeze"], **dict(i["kwargs"]))
+                          depth=i["depth"], num_heads=i["num_heads"], stem=i["stem"], freeze=i["freeze"], **dict(i["kwargs"]))
     if fusion is None:
         in_dims = {"text": text.out_dim, "image": image.out_dim}
         fusion = build_fusion(f["name"], in_dims, f["dim"], **dict(f["hparams"]))

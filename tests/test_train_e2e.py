@@ -61,3 +61,21 @@ def test_missing_image_fails_or_is_skipped_and_counted(jsonl_data: dict, tmp_pat
     result = mmfuse.train(cfg)
     assert result["skipped_bad_records"] == {"train": 4}  # the 4 questions about that image
     assert result["num_questions"]["train"] == 12 * 4 - 4
+
+
+def test_weighted_sum_weights_logged_every_epoch_to_tensorboard(jsonl_data: dict, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = mmfuse.load_config(TINY, jsonl_overrides(jsonl_data, tmp_path / "run") +
+                             ["trainer.logger=tensorboard", "model.fusion.name=weighted_sum", "trainer.max_epochs=2"])
+    mmfuse.train(cfg)
+    events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file written"
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert "val/acc" in tags and "train/loss_step" in tags
+    w_img, w_txt = acc.Scalars("fusion/weight/image"), acc.Scalars("fusion/weight/text")
+    assert len(w_img) == 2  # one value per epoch
+    for a, b in zip(w_img, w_txt):
+        assert abs(a.value + b.value - 1.0) < 1e-5  # softmax-normalised

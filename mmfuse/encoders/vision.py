@@ -10,6 +10,7 @@ from timm.data import resolve_model_data_config
 from torch import Tensor, nn
 
 from mmfuse.encoders.base import EncoderOutput
+from mmfuse.encoders.stems import STEMS
 
 
 class VisionEncoder(nn.Module):
@@ -21,6 +22,8 @@ class VisionEncoder(nn.Module):
         checkpoint_path: a local timm checkpoint (state dict) to load instead.
         img_size, patch_size, embed_dim, depth, num_heads: size overrides (None keeps the
             variant's default).
+        stem: ``patch`` (the ViT's own patch embedding) or ``conv`` (a convolutional stem,
+            :mod:`mmfuse.encoders.stems`; not compatible with pretrained patch weights).
         freeze: stop gradients into the encoder.
         **kwargs: any other ``timm.create_model`` argument.
 
@@ -40,10 +43,15 @@ class VisionEncoder(nn.Module):
         embed_dim: Optional[int] = None,
         depth: Optional[int] = None,
         num_heads: Optional[int] = None,
+        stem: str = "patch",
         freeze: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__()
+        if stem not in STEMS:
+            raise ValueError(f"unknown ViT stem {stem!r}; valid: {', '.join(STEMS)}")
+        if stem != "patch":
+            kwargs["embed_layer"] = STEMS[stem]
         overrides = dict(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim,
                          depth=depth, num_heads=num_heads, **kwargs)
         overrides = {k: v for k, v in overrides.items() if v is not None}

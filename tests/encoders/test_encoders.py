@@ -67,3 +67,22 @@ def test_vision_encoder_from_local_checkpoint(tmp_path: Path) -> None:
 def test_unknown_timm_model_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="Unknown model"):
         VisionEncoder("vit_does_not_exist", **VIT)
+
+
+@pytest.mark.parametrize("patch", [4, 8])
+def test_conv_stem_keeps_the_token_grid(patch: int) -> None:
+    conv = VisionEncoder(**{**VIT, "patch_size": patch}, stem="conv").eval()
+    plain = VisionEncoder(**{**VIT, "patch_size": patch}).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert conv(x).tokens.shape == plain(x).tokens.shape == (2, (32 // patch) ** 2, 32)
+    assert conv.grid_size == plain.grid_size
+    out = conv(x)
+    out.pooled.sum().backward()
+    assert all(p.grad is not None for p in conv.vit.patch_embed.parameters())
+
+
+def test_conv_stem_rejects_bad_patch_and_unknown_stem() -> None:
+    with pytest.raises(ValueError, match="power-of-2"):
+        VisionEncoder(**{**VIT, "patch_size": 6, "img_size": 36}, stem="conv")
+    with pytest.raises(ValueError, match="unknown ViT stem 'cnn'; valid: patch, conv"):
+        VisionEncoder(**VIT, stem="cnn")
