@@ -26,7 +26,9 @@ class FusionModel(nn.Module):
     ``forward(batch)`` reads ``batch["text"]`` (``input_ids``/``attention_mask`` ``[B,L]``),
     ``batch["image"]`` (``[U,3,H,W]`` uint8 or already-normalised float) and the optional
     ``batch["image_index"]`` ``[B]`` mapping each question to its image row: each image is
-    encoded once and its features gathered per question. Returns ``{"fusion": FusionOutput,
+    encoded once and its features gathered per question (a fusion whose ``accepts_index`` is
+    True receives the per-image rows and ``index={"image": image_index}`` and gathers after its
+    own per-image work; its output must equal that of the gathered inputs). Returns ``{"fusion": FusionOutput,
     <task>: logits}``.
     """
 
@@ -49,9 +51,13 @@ class FusionModel(nn.Module):
         text = self.encoders["text"](batch["text"]["input_ids"], batch["text"]["attention_mask"])
         image = self.encode_image(batch["image"])
         index = batch.get("image_index")
-        if index is not None:
-            image = image.index_select(index)  # per-image → per-question rows
-        fused: FusionOutput = self.fusion({"text": text, "image": image})
+        if index is not None and getattr(self.fusion, "accepts_index", False):
+            # the fusion gathers per-question rows itself, after its per-image work
+            fused: FusionOutput = self.fusion({"text": text, "image": image}, index={"image": index})
+        else:
+            if index is not None:
+                image = image.index_select(index)  # per-image → per-question rows
+            fused = self.fusion({"text": text, "image": image})
         out: dict[str, Any] = {"fusion": fused}
         for name, head in self.heads.items():
             out[name] = head(fused)

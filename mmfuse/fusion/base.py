@@ -3,6 +3,12 @@
 A fusion is an ``nn.Module`` built as ``Fusion(in_dims: dict[str, int], dim: int, **hparams)``
 whose ``forward(inputs: dict[str, EncoderOutput]) -> FusionOutput``. Defaults live in the
 constructor's signature. Padded tokens (mask False) must not change any output.
+
+Optional fast path: a fusion whose ``accepts_index`` attribute is True may be called as
+``forward(inputs, index={"image": image_index})`` with one ``inputs["image"]`` row per
+distinct image and ``image_index [B]`` mapping each question to its row; it must return
+exactly what ``forward`` returns on the gathered per-question inputs. ``FusionModel`` uses
+this so per-image work (e.g. cross-attention keys/values) is done once per image.
 """
 
 from __future__ import annotations

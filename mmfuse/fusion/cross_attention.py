@@ -30,12 +30,20 @@ class MaskedAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.attn_drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, ctx: Tensor, ctx_mask: Tensor) -> tuple[Tensor, Tensor]:
-        b, n, d = x.shape
-        m, h = ctx.shape[1], self.num_heads
-        q = self.q(x).view(b, n, h, d // h).transpose(1, 2)  # [B, h, N, hd]
-        k = self.k(ctx).view(b, m, h, d // h).transpose(1, 2)  # [B, h, M, hd]
+    def project_kv(self, ctx: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values ``[B', h, M, hd]`` of ``ctx [B', M, D]``."""
+        b, m, d = ctx.shape
+        h = self.num_heads
+        k = self.k(ctx).view(b, m, h, d // h).transpose(1, 2)
         v = self.v(ctx).view(b, m, h, d // h).transpose(1, 2)
+        return k, v
+
+    def forward(self, x: Tensor, ctx: Tensor, ctx_mask: Tensor,
+                kv: Optional[tuple[Tensor, Tensor]] = None) -> tuple[Tensor, Tensor]:
+        b, n, d = x.shape
+        h = self.num_heads
+        q = self.q(x).view(b, n, h, d // h).transpose(1, 2)  # [B, h, N, hd]
+        k, v = kv if kv is not None else self.project_kv(ctx)  # [B, h, M, hd]
         scores = (q * self.scale) @ k.transpose(-2, -1)  # [B, h, N, M]
         keep = ctx_mask[:, None, None, :]
         scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
@@ -74,13 +82,21 @@ class CrossAttentionBlock(nn.Module):
             self.norm_ff_v = nn.LayerNorm(dim)
             self.ff_v = FeedForward(dim, mlp_ratio, dropout)
 
-    def forward(self, t: Tensor, t_mask: Tensor, v: Tensor, v_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        tn, vn = self.norm_t(t), self.norm_v(v)
-        dt, attn = self.attn_t(tn, vn, v_mask)
-        if self.bidirectional:
-            dv, _ = self.attn_v(vn, tn, t_mask)
-            v = v + self.drop(dv)
-            v = v + self.ff_v(self.norm_ff_v(v))
+    def forward(self, t: Tensor, t_mask: Tensor, v: Tensor, v_mask: Tensor,
+                index: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``index [B]``: ``v``/``v_mask`` hold one row per *image* and ``index`` maps each query
+        row to its image (unidirectional only): keys and values are computed once per image."""
+        tn = self.norm_t(t)
+        if index is not None:
+            k, val = self.attn_t.project_kv(self.norm_v(v))  # [U, h, M, hd]
+            dt, attn = self.attn_t(tn, v, v_mask[index], kv=(k[index], val[index]))
+        else:
+            vn = self.norm_v(v)
+            dt, attn = self.attn_t(tn, vn, v_mask)
+            if self.bidirectional:
+                dv, _ = self.attn_v(vn, tn, t_mask)
+                v = v + self.drop(dv)
+                v = v + self.ff_v(self.norm_ff_v(v))
         t = t + self.drop(dt)
         t = t + self.ff_t(self.norm_ff_t(t))
         return t, v, attn
@@ -160,15 +176,28 @@ class CrossAttentionFusion(nn.Module):
             self.out_norm_v = nn.LayerNorm(dim)
             self.pool = nn.Linear(2 * dim, dim)
 
-    def forward(self, inputs: Mapping[str, EncoderOutput]) -> FusionOutput:
+    @property
+    def accepts_index(self) -> bool:
+        """True: ``forward`` may be given one context row per image plus ``index`` (see below)."""
+        return not self.bidirectional
+
+    def forward(self, inputs: Mapping[str, EncoderOutput],
+                index: Optional[Mapping[str, Tensor]] = None) -> FusionOutput:
+        """Fuse. ``index`` (optional, unidirectional only): ``{context: [B] long}`` when
+        ``inputs[context]`` holds one row per distinct image and ``index`` maps each query row
+        to its image; the result equals that of the gathered inputs, but the context stream is
+        projected once per image instead of once per question."""
         check_inputs(inputs, self.in_dims, "cross_attention")
         qx, cx = inputs[self.query], inputs[self.context]
+        idx = None if index is None else index.get(self.context)
+        if idx is not None and self.bidirectional:  # both streams are per question: gather now
+            cx, idx = cx.index_select(idx), None
         t_mask, v_mask = qx.mask.bool(), cx.mask.bool()
         t = self.proj_t(qx.tokens.masked_fill(~t_mask[..., None], 0.0))
         v = self.proj_v(cx.tokens.masked_fill(~v_mask[..., None], 0.0))
         attn = None
         for block in self.blocks:
-            t, v, attn = block(t, t_mask, v, v_mask)
+            t, v, attn = block(t, t_mask, v, v_mask, idx)
         t = self.out_norm_t(t).masked_fill(~t_mask[..., None], 0.0)
         pooled = masked_mean(t, t_mask)
         if self.bidirectional:
