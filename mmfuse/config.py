@@ -43,7 +43,7 @@ def _choices() -> dict[str, Callable[[], list[str]]]:
         "data.source": list_sources,
         "model.fusion.name": list_fusions,
         "model.head.loss": lambda: ["bce", "ce"],
-        "model.image.stem": lambda: ["patch", "conv"],
+        "model.image.stem": lambda: ["patch", "conv", "deep_conv"],
         "trainer.logger": lambda: ["csv", "tensorboard", "none"],
         "checkpoint.mode": lambda: ["max", "min"],
         "eval.split": lambda: ["train", "val", "test"],

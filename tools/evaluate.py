@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,19 +35,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # The run's own config, from the checkpoint, is the starting point.
     saved = torch.load(args.checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]["cfg"]
-    tmp = Path(args.checkpoint).with_suffix(".eval-config.yaml")
     run_cfg = OmegaConf.create(saved)
     overrides = list(args.overrides) + [f"eval.checkpoint={args.checkpoint}", f"eval.split={args.split}"]
     if args.output:
         overrides.append(f"eval.output={args.output}")
-    try:
-        OmegaConf.save(run_cfg, tmp)
-        cfg = mmfuse.load_config([tmp], overrides)
-    except mmfuse.ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        tmp.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:  # the checkpoint's folder may be read-only
+        OmegaConf.save(run_cfg, Path(tmp) / "run.yaml")
+        try:
+            cfg = mmfuse.load_config([Path(tmp) / "run.yaml"], overrides)
+        except mmfuse.ConfigError as e:
+            print(f"config error: {e}", file=sys.stderr)
+            return 2
     result = mmfuse.evaluate(cfg)
     m = result[args.split]
     print(f"\n{args.split} split, {result['num_questions']} questions, checkpoint {args.checkpoint}")

@@ -70,8 +70,9 @@ def test_unknown_timm_model_is_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize("patch", [4, 8])
-def test_conv_stem_keeps_the_token_grid(patch: int) -> None:
-    conv = VisionEncoder(**{**VIT, "patch_size": patch}, stem="conv").eval()
+@pytest.mark.parametrize("stem", ["conv", "deep_conv"])
+def test_conv_stem_keeps_the_token_grid(patch: int, stem: str) -> None:
+    conv = VisionEncoder(**{**VIT, "patch_size": patch}, stem=stem).eval()
     plain = VisionEncoder(**{**VIT, "patch_size": patch}).eval()
     x = torch.randn(2, 3, 32, 32)
     assert conv(x).tokens.shape == plain(x).tokens.shape == (2, (32 // patch) ** 2, 32)
@@ -84,5 +85,5 @@ def test_conv_stem_keeps_the_token_grid(patch: int) -> None:
 def test_conv_stem_rejects_bad_patch_and_unknown_stem() -> None:
     with pytest.raises(ValueError, match="power-of-2"):
         VisionEncoder(**{**VIT, "patch_size": 6, "img_size": 36}, stem="conv")
-    with pytest.raises(ValueError, match="unknown ViT stem 'cnn'; valid: patch, conv"):
+    with pytest.raises(ValueError, match="unknown ViT stem 'cnn'; valid: patch, conv, deep_conv"):
         VisionEncoder(**VIT, stem="cnn")
