@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -47,6 +47,13 @@ def build_datamodule(cfg: DictConfig, run_dir: Optional[Path] = None, **kwargs: 
                          seed=cfg.seed, **kwargs)
 
 
+def progress_bar(cfg: DictConfig) -> list[L.Callback]:
+    """Lightning's TQDM progress bar, redrawn every ``trainer.progress_bar_refresh_rate`` steps."""
+    if not cfg.trainer.enable_progress_bar:
+        return []
+    return [TQDMProgressBar(refresh_rate=max(1, cfg.trainer.progress_bar_refresh_rate))]
+
+
 def _trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback], logger: bool = True) -> L.Trainer:
     t = cfg.trainer
     if t.num_threads:
@@ -63,7 +70,7 @@ def _trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback], logger
         limit_val_batches=t.limit_val_batches, limit_test_batches=t.limit_test_batches,
         enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic,
         gradient_clip_val=cfg.optim.grad_clip or None, default_root_dir=str(run_dir),
-        logger=loggers or False, callbacks=callbacks,
+        logger=loggers or False, callbacks=[*callbacks, *progress_bar(cfg)],
     )
 
 

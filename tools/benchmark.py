@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 import mmfuse  # noqa: E402
 from mmfuse.config import to_container  # noqa: E402
 from mmfuse.systems import SupervisedSystem  # noqa: E402
+from mmfuse.train import progress_bar  # noqa: E402
 
 
 class _EpochTimer(L.Callback):
@@ -49,7 +50,7 @@ def lightning_round(system: SupervisedSystem, batches: list[dict[str, Any]], cfg
                         gradient_clip_val=cfg.optim.grad_clip or None, limit_val_batches=0, num_sanity_val_steps=0,
                         enable_checkpointing=False, logger=L.pytorch.loggers.CSVLogger(tmp, name="bench"),
                         log_every_n_steps=cfg.trainer.log_every_n_steps, enable_model_summary=False,
-                        enable_progress_bar=cfg.trainer.enable_progress_bar, callbacks=[timer])
+                        enable_progress_bar=cfg.trainer.enable_progress_bar, callbacks=[timer, *progress_bar(cfg)])
     trainer.fit(system, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
     return timer.seconds
 
