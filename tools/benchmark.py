@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 import mmfuse  # noqa: E402
 from mmfuse.config import to_container  # noqa: E402
 from mmfuse.systems import SupervisedSystem  # noqa: E402
+from mmfuse.systems.supervised import build_optimizer  # noqa: E402
 from mmfuse.train import progress_bar  # noqa: E402
 
 
@@ -97,12 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     batches = [next(it) for _ in range(args.steps)]
     questions = sum(len(b["question_id"]) for b in batches)
 
-    # The plain loop trains a copy of the same module with the system's own optimiser and schedule.
+    # The plain loop trains a copy of the same module with the same optimiser and schedule.
     model = copy.deepcopy(system.model)
-    twin = SupervisedSystem(to_container(cfg), dm.vocab.answers, len(tok), int(tok.pad_token_id or 0))
-    twin.model = model
-    twin.trainer = type("T", (), {"estimated_stepping_batches": args.steps * (args.rounds + 1)})()
-    conf = twin.configure_optimizers()
+    conf = build_optimizer(model, to_container(cfg)["optim"], args.steps * (args.rounds + 1))
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     accel = cfg.trainer.accelerator
     device = torch.device("cuda" if (accel in ("auto", "gpu", "cuda") and torch.cuda.is_available()) else "cpu")

@@ -114,19 +114,23 @@ class SupervisedSystem(L.LightningModule):
 
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        o = self.cfg["optim"]
-        groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-        for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            enc = name.split(".")[1] if name.startswith("encoders.") else None
-            lr = o["encoder_lr"] if enc and getattr(self.model.encoders[enc], "is_pretrained", False) else o["lr"]
-            wd = 0.0 if p.ndim <= 1 else o["weight_decay"]  # no decay on biases, norms, scalars
-            groups.setdefault((lr, wd), []).append(p)
-        params = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
-        opt = torch.optim.AdamW(params, betas=tuple(o["betas"]))
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(o["warmup_ratio"] * total)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: warmup_cosine(s, total, warmup, o["min_lr_ratio"]))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return build_optimizer(self.model, self.cfg["optim"], int(self.trainer.estimated_stepping_batches))
+
+
+def build_optimizer(model: FusionModel, o: dict[str, Any], total_steps: int) -> dict[str, Any]:
+    """AdamW (``encoder_lr`` for pretrained encoders, no decay on biases/norms/scalars) and a
+    per-step warm-up + cosine schedule, in Lightning's ``configure_optimizers`` format."""
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        enc = name.split(".")[1] if name.startswith("encoders.") else None
+        lr = o["encoder_lr"] if enc and getattr(model.encoders[enc], "is_pretrained", False) else o["lr"]
+        wd = 0.0 if p.ndim <= 1 else o["weight_decay"]
+        groups.setdefault((lr, wd), []).append(p)
+    params = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+    opt = torch.optim.AdamW(params, betas=tuple(o["betas"]))
+    total = max(1, total_steps)
+    warmup = int(o["warmup_ratio"] * total)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup, o["min_lr_ratio"]))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
