@@ -1,0 +1,1 @@
+"""Data: records from sources, answer vocabulary, tokenizer, image batches, the data module."""
