@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import datetime
@@ -17,13 +16,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from mmfuse.callbacks import SpeedMonitor
-from mmfuse.config import ConfigError, save_config, to_container
+from mmfuse.config import save_config, to_container
 from mmfuse.data.datamodule import VQADataModule
-from mmfuse.data.tokenizer import tokenizer_from_json, tokenizer_to_json
-from mmfuse.data.vocab import AnswerVocab
+from mmfuse.data.tokenizer import tokenizer_to_json
+from mmfuse.evaluation.run import evaluate, finish_evaluation, training_targets
 from mmfuse.systems import SupervisedSystem
+from mmfuse.utils import write_json
 
 log = logging.getLogger(__name__)
+__all__ = ["build_datamodule", "evaluate", "load_system", "make_run_dir", "train"]
 
 
 def make_run_dir(cfg: DictConfig) -> Path:
@@ -78,11 +79,6 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
 def train(cfg: DictConfig, fusion: Optional[nn.Module] = None) -> dict[str, Any]:
     """Train on ``cfg``, test the best checkpoint, write ``metrics.json``; returns its content.
 
@@ -101,7 +97,7 @@ def train(cfg: DictConfig, fusion: Optional[nn.Module] = None) -> dict[str, Any]
     tok = dm.tokenizer
     system = SupervisedSystem(to_container(cfg), dm.vocab.answers, text_vocab_size=len(tok),
                               pad_token_id=int(tok.pad_token_id or 0), answer_types=dm.types("answer_type"),
-                              fusion=fusion)
+                              question_types=dm.types("question_type"), fusion=fusion)
     system.tokenizer_json = tokenizer_to_json(tok)
     dm.img_size = system.model.image_size
     ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor=cfg.checkpoint.monitor,
@@ -116,17 +112,23 @@ def train(cfg: DictConfig, fusion: Optional[nn.Module] = None) -> dict[str, Any]
     fit_s = time.perf_counter() - start
     best = ckpt.best_model_path or None
     test = trainer.test(system, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
+    evaluation = finish_evaluation(run_dir / "eval_test", dm.records["test"], system.predictions, cfg, "test",
+                                   best, dm.records["train"])
     result = {
         "run_dir": str(run_dir),
         "best_checkpoint": best,
         "best_val": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
         "test": _floats(test),
+        "test_accuracy": evaluation["accuracy"],
+        "test_leakage": evaluation["leakage"],
+        "config_hash": evaluation["config_hash"],
         "num_questions": {s: len(dm.records.get(s, [])) for s in ("train", "val", "test")},
         "skipped_bad_records": dict(dm.skipped),
         "train_samples_per_s": speed.samples_per_s,
         "fit_seconds": fit_s,
         "wall_seconds": time.perf_counter() - start,
-        "training_targets": f"soft VQA scores ({cfg.model.head.loss}); answer vocabulary of {len(dm.vocab)}",
+        "training_targets": training_targets(cfg),
+        "answer_vocabulary_size": len(dm.vocab),
     }
     write_json(run_dir / "metrics.json", result)
     if dm.skipped:
@@ -138,39 +140,3 @@ def load_system(checkpoint: str, fusion: Optional[nn.Module] = None) -> Supervis
     """A trained system from its checkpoint alone (config, vocabulary and tokenizer inside)."""
     kwargs = {"fusion": fusion} if fusion is not None else {}
     return SupervisedSystem.load_from_checkpoint(checkpoint, map_location="cpu", **kwargs)
-
-
-def evaluate(cfg: DictConfig, fusion: Optional[nn.Module] = None) -> dict[str, Any]:
-    """Evaluate ``cfg.eval.checkpoint`` on ``cfg.eval.split``; writes and returns ``metrics.json``.
-
-    The checkpoint supplies the model, the answer vocabulary and the tokenizer; ``cfg``
-    supplies the data (so a model can be scored on another dataset of the same format).
-    """
-    if not cfg.eval.checkpoint:
-        raise ConfigError("evaluate needs eval.checkpoint=<path to a .ckpt>")
-    ckpt_path = Path(cfg.eval.checkpoint)
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
-    system = load_system(str(ckpt_path), fusion)
-    if system.tokenizer_json is None:
-        raise ValueError(f"{ckpt_path}: checkpoint holds no tokenizer (not written by mmfuse.train?)")
-    tok = tokenizer_from_json(system.tokenizer_json)
-    run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
-    dm = build_datamodule(cfg, None, vocab=AnswerVocab(system.answers), tokenizer=tok)
-    dm.img_size = system.model.image_size
-    split = cfg.eval.split
-    dm.split_records(split)
-    system.set_answer_types(sorted(set(system.hparams.answer_types) | set(dm.types("answer_type"))))
-    trainer = _trainer(cfg, run_dir, [], logger=False)
-    metrics = trainer.test(system, dataloaders=dm.loader(split), verbose=False)[0]
-    result = {
-        "checkpoint": str(ckpt_path),
-        "split": split,
-        "num_questions": len(dm.records[split]),
-        "skipped_bad_records": dict(dm.skipped),
-        split: {k.replace("test/", f"{split}/", 1): float(v) for k, v in metrics.items()},
-    }
-    out = Path(cfg.eval.output) if cfg.eval.output else run_dir / f"eval_{split}" / "metrics.json"
-    write_json(out, result)
-    result["output"] = str(out)
-    return result

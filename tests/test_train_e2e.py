@@ -22,7 +22,7 @@ def test_train_then_evaluate_reproduces_test_accuracy(jsonl_data: dict, tmp_path
     run = tmp_path / "run"
     out = run_tool("tools/train.py", "--config", "configs/experiments/easy_vqa.yaml", "--config", str(TINY),
                    *jsonl_overrides(jsonl_data, run), "trainer.max_epochs=2", "trainer.logger=csv")
-    assert "test VQA accuracy" in out
+    assert "official VQA accuracy" in out and "95% interval" in out
     metrics = json.loads((run / "metrics.json").read_text())
     acc = metrics["test"]["test/acc"]
     assert 0.0 <= acc <= 1.0 and metrics["num_questions"]["test"] == 12
@@ -31,11 +31,29 @@ def test_train_then_evaluate_reproduces_test_accuracy(jsonl_data: dict, tmp_path
     assert (run / "logs" / "metrics.csv").is_file()
     best = Path(metrics["best_checkpoint"])
     assert best.is_file()
+    from_train = (run / "eval_test" / "predictions.json").read_text()
     out = run_tool("tools/evaluate.py", "--checkpoint", str(best), "--split", "test")
-    assert "overall" in out and "yes/no" in out
+    assert "overall" in out and "yes/no" in out and "LEAKAGE" not in out
     ev = json.loads((run / "eval_test" / "metrics.json").read_text())
-    assert ev["test"]["test/acc"] == pytest.approx(acc, abs=1e-9)
-    assert ev["num_questions"] == 12 and ev["checkpoint"] == str(best)
+    assert ev["lightning"]["test/acc"] == pytest.approx(acc, abs=1e-9)
+    assert ev["accuracy"]["overall"] == round(100 * acc, 2) == metrics["test_accuracy"]["overall"]
+    assert ev["num_questions"] == 12 and ev["checkpoint"] == str(best) and ev["split"] == "test"
+    assert ev["config_hash"] == metrics["config_hash"] and len(ev["config_hash"]) == 64
+    assert ev["leakage"] == {"checked": True, "shared_question_ids": 0, "shared_image_question_pairs": 0,
+                             "image_identity": "content", "examples": []}
+    assert "soft VQA targets" in ev["training_targets"]
+    preds = json.loads((run / "eval_test" / "predictions.json").read_text())
+    assert preds == json.loads(from_train)  # evaluate.py reproduces the test stage of training
+    assert sorted(p["question_id"] for p in preds) == list(range(60, 72)) and all(set(p) == {"question_id", "answer"} for p in preds)
+    lo, hi = ev["accuracy"]["overall_ci95"]
+    assert lo <= ev["accuracy"]["overall"] <= hi
+
+    # scoring the training questions as if they were a test set: loud warning + counts on record
+    out = run_tool("tools/evaluate.py", "--checkpoint", str(best), "--output", str(tmp_path / "leak"),
+                   f"data.test={jsonl_data['train']}")
+    assert "WARNING: LEAKAGE: the test split shares 48 question id(s) and 48 identical" in out
+    leak = json.loads((tmp_path / "leak" / "metrics.json").read_text())["leakage"]
+    assert (leak["shared_question_ids"], leak["shared_image_question_pairs"]) == (48, 48)
 
 
 def test_resume_from_checkpoint(jsonl_data: dict, tmp_path: Path) -> None:

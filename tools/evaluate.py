@@ -1,7 +1,11 @@
 #!/usr/bin/env python
-"""Evaluate a checkpoint on a split; writes metrics.json and prints a per-answer-type table.
+"""Evaluate a checkpoint on a split; prints accuracy with its 95% interval per answer type.
 
-    python tools/evaluate.py --checkpoint runs/.../checkpoints/best-....ckpt [--split test] [key=value ...]
+    python tools/evaluate.py --checkpoint runs/.../checkpoints/best-....ckpt [--split test] [--report] [key=value ...]
+
+Writes <run>/eval_<split>/ (or --output): predictions.json (official result format),
+per_question.jsonl, metrics.json (overall / per answer type / per question type, interval,
+split, checkpoint, config hash, leakage check) and, with --report, report/index.html.
 
 The model, answer vocabulary and tokenizer come from the checkpoint; the data config comes
 from the checkpoint's run too, unless overridden (e.g. data.test=other.jsonl).
@@ -20,14 +24,16 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 import mmfuse  # noqa: E402
-from mmfuse.config import BASE_CONFIG  # noqa: E402
+from mmfuse.evaluation.leakage import leakage_line  # noqa: E402
+from mmfuse.evaluation.results import format_table  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--output", default=None, help="metrics.json path (default: <run_dir>/eval_<split>/)")
+    p.add_argument("--output", default=None, help="output folder (default: <run_dir>/eval_<split>/)")
+    p.add_argument("--report", action="store_true", help="also write figures and report/index.html")
     p.add_argument("overrides", nargs="*", help="key=value config overrides (data paths, trainer...)")
     args = p.parse_args(argv)
     if not Path(args.checkpoint).is_file():
@@ -39,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(args.overrides) + [f"eval.checkpoint={args.checkpoint}", f"eval.split={args.split}"]
     if args.output:
         overrides.append(f"eval.output={args.output}")
+    if args.report:
+        overrides.append("eval.report=true")
     with tempfile.TemporaryDirectory() as tmp:  # the checkpoint's folder may be read-only
         OmegaConf.save(run_cfg, Path(tmp) / "run.yaml")
         try:
@@ -47,15 +55,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"config error: {e}", file=sys.stderr)
             return 2
     result = mmfuse.evaluate(cfg)
-    m = result[args.split]
-    print(f"\n{args.split} split, {result['num_questions']} questions, checkpoint {args.checkpoint}")
-    print(f"{'answer type':<14}{'VQA acc':>10}")
-    print(f"{'overall':<14}{100 * m[f'{args.split}/acc']:>9.2f}%")
-    for k in sorted(m):
-        if k.startswith(f"{args.split}/acc/"):
-            print(f"{k.split('/', 2)[2]:<14}{100 * m[k]:>9.2f}%")
-    print(f"metrics written to {result['output']}")
+    print_summary(result)
     return 0
+
+
+def print_summary(result: dict) -> None:
+    """The table a user reads: overall and per answer type, with 95% bootstrap intervals."""
+    print(f"\n{result['split']} split, {result['num_questions']} questions, checkpoint {result['checkpoint']}")
+    print(format_table(result["accuracy"]))
+    if line := leakage_line(result["leakage"], result["split"]):
+        print(line)
+    print(f"metrics written to {result['output']}")
+    if "report" in result:
+        print(f"report: {result['report']}")
 
 
 if __name__ == "__main__":

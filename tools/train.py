@@ -15,6 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 import mmfuse  # noqa: E402
+from mmfuse.evaluation.leakage import leakage_line  # noqa: E402
+from mmfuse.evaluation.results import format_table  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,13 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     result = mmfuse.train(cfg)
-    test = result["test"]
     print(f"\nrun directory: {result['run_dir']}")
     print(f"best checkpoint: {result['best_checkpoint']}")
-    print(f"test VQA accuracy: {100 * test.get('test/acc', float('nan')):.2f}%")
-    for k in sorted(test):
-        if k.startswith("test/acc/"):
-            print(f"  {k[len('test/acc/'):]:<12} {100 * test[k]:.2f}%")
+    print("test split (official VQA accuracy):")
+    print(format_table(result["test_accuracy"]))
+    if line := leakage_line(result["test_leakage"], "test"):
+        print(line)
     print(f"wall time: {result['wall_seconds']:.0f} s; training samples/s: {result['train_samples_per_s']:.0f}")
     print(json.dumps({"metrics.json": str(Path(result['run_dir']) / 'metrics.json')}))
     return 0

@@ -33,26 +33,28 @@ class SupervisedSystem(L.LightningModule):
         text_vocab_size: tokenizer size (random-init text encoder).
         pad_token_id: tokenizer padding id.
         answer_types: every answer type in the data (metric states need them up front).
+        question_types: every question type in the data (likewise).
         fusion: optional built fusion module (research code); not stored in hparams, so pass
             it again to ``load_from_checkpoint``.
     """
 
     def __init__(self, cfg: dict[str, Any], answers: Sequence[str], text_vocab_size: Optional[int] = None,
-                 pad_token_id: int = 0, answer_types: Sequence[str] = (), fusion: Optional[nn.Module] = None) -> None:
+                 pad_token_id: int = 0, answer_types: Sequence[str] = (), fusion: Optional[nn.Module] = None,
+                 question_types: Sequence[str] = ()) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["fusion"])
         self.cfg = cfg
         self.answers = list(answers)
         self.model: FusionModel = build_model(cfg["model"], len(self.answers), text_vocab_size, pad_token_id, fusion)
         self.loss_fn = VQA_LOSSES[cfg["model"]["head"]["loss"]]
-        self.set_answer_types(answer_types)
+        self.set_answer_types(answer_types, question_types)
         self.tokenizer_json: Optional[str] = None  # restored from / written to checkpoints
         self.predictions: list[dict[str, Any]] = []
 
-    def set_answer_types(self, answer_types: Sequence[str]) -> None:
-        """(Re)create the per-stage metrics for these answer types."""
+    def set_answer_types(self, answer_types: Sequence[str], question_types: Sequence[str] = ()) -> None:
+        """(Re)create the per-stage metrics for these answer and question types."""
         # ModuleDict keys must not shadow nn.Module attributes ("train"), hence the suffix.
-        self.metrics = nn.ModuleDict({f"{s}_vqa": VQAAccuracy(answer_types=list(answer_types)) for s in STAGES})
+        self.metrics = nn.ModuleDict({f"{s}_vqa": VQAAccuracy(list(answer_types), list(question_types)) for s in STAGES})
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         return self.model(batch)
@@ -64,7 +66,10 @@ class SupervisedSystem(L.LightningModule):
         loss = self.loss_fn(logits, batch["targets"]["vqa"])
         n = logits.shape[0]
         preds = [self.answers[i] for i in logits.argmax(-1).tolist()]
-        self.metrics[f"{stage}_vqa"].update(preds, batch["answers"], batch["answer_type"])
+        labelled = [i for i, a in enumerate(batch["answers"]) if a]  # unlabelled (test-server) data: predict only
+        if labelled:
+            self.metrics[f"{stage}_vqa"].update(*([x[i] for i in labelled] for x in (
+                preds, batch["answers"], batch["answer_type"], batch["question_type"])))
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=n,
                  prog_bar=stage == "train", sync_dist=stage != "train")
         if stage == "test":
@@ -103,6 +108,11 @@ class SupervisedSystem(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._epoch_end("test")
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # each rank saw a share of the questions: every rank gets them all (padding duplicates dropped)
+            parts: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(parts, self.predictions)
+            self.predictions = list({p["question_id"]: p for part in parts for p in part}.values())
 
     # -- checkpoint extras -----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
