@@ -18,6 +18,7 @@ from torch import nn
 from mmfuse.callbacks import SpeedMonitor
 from mmfuse.config import save_config, to_container
 from mmfuse.data.datamodule import VQADataModule
+from mmfuse.data.schema import QARecord
 from mmfuse.data.tokenizer import tokenizer_to_json
 from mmfuse.evaluation.run import evaluate, finish_evaluation, training_targets
 from mmfuse.systems import SupervisedSystem
@@ -79,18 +80,22 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
 
-def train(cfg: DictConfig, fusion: Optional[nn.Module] = None) -> dict[str, Any]:
+def train(cfg: DictConfig, fusion: Optional[nn.Module] = None,
+          records: Optional[dict[str, list[QARecord]]] = None) -> dict[str, Any]:
     """Train on ``cfg``, test the best checkpoint, write ``metrics.json``; returns its content.
 
     Args:
         cfg: a config from :func:`mmfuse.load_config`.
         fusion: optional built fusion module replacing ``model.fusion.name`` (research code).
+        records: optional ``{"train", "val", "test"}`` question lists used instead of loading
+            ``cfg.data``'s splits (cross-validation folds).
     """
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
     run_dir = make_run_dir(cfg)
     save_config(cfg, run_dir / "config.yaml")
     dm = build_datamodule(cfg, run_dir)
+    dm.records.update(records or {})
     dm.prepare()
     for split in ("train", "val", "test"):
         dm.split_records(split)

@@ -38,12 +38,13 @@ def make_jsonl_dataset(root: Path, n_images: int = 12, seed: int = 0) -> dict[st
             shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
             name = f"{split}_{i}.png"
             draw(shape, color).save(root / "images" / name)
-            qas = [("what color is the shape?", color, "other"), ("what shape is this?", shape, "other"),
-                   (f"is there a {color} shape?", "yes", "yes/no"),
-                   (f"is there a {rng.choice([c for c in COLORS if c != color])} shape?", "no", "yes/no")]
-            for q, a, t in qas:
+            qas = [("what color is the shape?", color, "other", "what color"),
+                   ("what shape is this?", shape, "other", "what shape"),
+                   (f"is there a {color} shape?", "yes", "yes/no", "is there a"),
+                   (f"is there a {rng.choice([c for c in COLORS if c != color])} shape?", "no", "yes/no", "is there a")]
+            for q, a, t, qt in qas:
                 lines.append({"question_id": qid, "image": f"images/{name}", "question": q, "answers": [a] * 10,
-                              "answer_type": t})
+                              "answer_type": t, "question_type": qt})
                 qid += 1
         files[split] = root / f"{split}.jsonl"
         files[split].write_text("\n".join(json.dumps(x) for x in lines) + "\n")

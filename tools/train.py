@@ -3,6 +3,7 @@
 
     python tools/train.py --config configs/experiments/easy_vqa.yaml [key=value ...]
     python tools/train.py --config ... --resume runs/.../checkpoints/last.ckpt
+    python tools/train.py --config ... --folds 5      # K-fold cross-validation over the training split
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", action="append", default=[], help="experiment YAML (repeatable; merged in order)")
     p.add_argument("--resume", default=None, help="checkpoint to resume training from")
+    p.add_argument("--folds", type=int, default=None, help="K-fold cross-validation over the training split")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = p.parse_args(argv)
     overrides = list(args.overrides) + ([f"resume={args.resume}"] if args.resume else [])
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     except mmfuse.ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    if args.folds is not None:
+        return report_cv(mmfuse.cross_validate(cfg, args.folds))
     result = mmfuse.train(cfg)
     print(f"\nrun directory: {result['run_dir']}")
     print(f"best checkpoint: {result['best_checkpoint']}")
@@ -40,6 +44,18 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(f"wall time: {result['wall_seconds']:.0f} s; training samples/s: {result['train_samples_per_s']:.0f}")
     print(json.dumps({"metrics.json": str(Path(result['run_dir']) / 'metrics.json')}))
+    return 0
+
+
+def report_cv(cv: dict) -> int:
+    print(f"\n{cv['folds']}-fold cross-validation over the training split (folds by image): {cv['run_dir']}")
+    for f in cv["per_fold"]:
+        print(f"  fold {f['fold']}: {f['overall']:.2f}% on {f['num_test']} held-out questions")
+    o = cv["overall"]
+    print(f"VQA accuracy: {o['mean']:.2f} ± {o['std']:.2f} (mean ± std over folds)")
+    for t, v in cv["perAnswerType"].items():
+        print(f"  {t:<14} {v['mean']:.2f} ± {v['std']:.2f}")
+    print(json.dumps({"cv_metrics.json": str(Path(cv['run_dir']) / 'cv_metrics.json')}))
     return 0
 
 

@@ -112,6 +112,6 @@ def evaluate(cfg: DictConfig, fusion: Optional[nn.Module] = None, report: Option
     if cfg.eval.report if report is None else report:
         from mmfuse.evaluation.report import write_report
 
-        metrics["report"] = str(write_report(out_dir, run_dir, system, dm, split))
+        metrics["report"] = str(write_report(out_dir, run_dir, system, dm, split, cfg.eval.report_samples, cfg.seed))
     metrics["output"] = str(out_dir / "metrics.json")
     return metrics

@@ -1,0 +1,50 @@
+"""K-fold cross-validation: folds by image, every question held out once, mean ± std reported."""
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmfuse.config import ConfigError, load_config
+from mmfuse.crossval import cross_validate, kfold
+from mmfuse.data.schema import QARecord
+from tests.conftest import REPO, TINY, jsonl_overrides
+
+sys.path.insert(0, str(REPO / "tools"))
+import train as train_tool  # noqa: E402
+
+
+def test_kfold_is_by_image_and_a_partition() -> None:
+    recs = [QARecord(i, f"img{i // 3}.png", "q") for i in range(300)]
+    folds = kfold(recs, 4)
+    assert sorted(r.question_id for f in folds for r in f) == list(range(300))
+    images = [{r.image_key for r in f} for f in folds]
+    assert all(not (images[i] & images[j]) for i in range(4) for j in range(i + 1, 4))
+    assert all(15 <= len(f) // 3 <= 35 for f in folds)  # ~25 images each
+    assert kfold(list(reversed(recs)), 4)[0] == list(reversed(folds[0]))  # independent of order
+
+
+def test_cross_validation_end_to_end(jsonl_data: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    over = jsonl_overrides(jsonl_data, tmp_path / "cv") + ["trainer.logger=none"]
+    assert train_tool.main(["--config", str(TINY), "--folds", "2", *over]) == 0
+    out = capsys.readouterr().out
+    assert "2-fold cross-validation" in out and "mean ± std" in out
+    cv = json.loads((tmp_path / "cv" / "cv_metrics.json").read_text())
+    per_fold = [f["overall"] for f in cv["per_fold"]]
+    assert cv["overall"]["mean"] == round(statistics.fmean(per_fold), 2)
+    assert cv["overall"]["std"] == round(statistics.stdev(per_fold), 2)
+    assert sum(f["num_test"] for f in cv["per_fold"]) == 48  # every training question held out exactly once
+    for i in range(2):
+        fold = json.loads((tmp_path / "cv" / f"fold_{i}" / "metrics.json").read_text())
+        assert fold["num_questions"]["test"] == cv["per_fold"][i]["num_test"]
+        assert fold["test_leakage"]["shared_question_ids"] == 0  # (identical drawn images do share content)
+
+
+def test_too_many_folds_or_too_few(jsonl_data: dict, tmp_path: Path) -> None:
+    cfg = load_config(TINY, jsonl_overrides(jsonl_data, tmp_path / "cv"))
+    with pytest.raises(ConfigError, match="at least 2"):
+        cross_validate(cfg, 1)
+    with pytest.raises(ValueError, match="got no image"):
+        cross_validate(cfg, 40)
