@@ -8,6 +8,10 @@ a user gets by default (the metric update, logging, the progress bar). Rounds al
 printed, all from one run.
 
     python tools/benchmark.py --config configs/experiments/easy_vqa.yaml [--steps 40 --rounds 5] [key=value ...]
+
+The VQA scorer's speed (214k questions x 10 answers vs a plain port of the official script):
+
+    python tools/benchmark.py scorer [--questions 214000 --rounds 3]      (= tools/benchmark_scorer.py)
 """
 
 from __future__ import annotations
@@ -76,6 +80,12 @@ def plain_round(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["scorer"]:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import benchmark_scorer
+
+        return benchmark_scorer.main(argv[1:])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", action="append", default=["configs/experiments/easy_vqa.yaml"])
     p.add_argument("--steps", type=int, default=40, help="training batches per round")

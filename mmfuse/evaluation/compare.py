@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mmfuse.evaluation.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_ci, paired_bootstrap
-from mmfuse.evaluation.results import read_rows
 
 
 def locate_rows(path: str | Path, split: str = "test") -> Path:

@@ -20,7 +20,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 from mmfuse.data.schema import QARecord
 from mmfuse.evaluation.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_ci
-from mmfuse.metrics.vqa import batch_vqa_accuracy, normalize_answer, official_aggregate
+from mmfuse.metrics.official_format import CoverageError
+from mmfuse.metrics.vqa import batch_vqa_accuracy, normalize_answer, official_aggregate, official_sum
 
 CONVENTION = (
     "official VQA accuracy (GT-Vision-Lab/VQA vqaEval.py at a013f00: whitespace clean-up, unanimity gate, "
@@ -29,10 +30,6 @@ CONVENTION = (
 )
 # Keys that name where a run writes, not what it computes: left out of the config hash.
 _UNHASHED = ("name", "output_dir", "run_dir", "resume", "eval")
-
-
-class CoverageError(ValueError):
-    """Predictions do not cover exactly the evaluated questions."""
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
@@ -91,8 +88,8 @@ def summarize(rows: Sequence[Mapping[str, Any]], resamples: int = DEFAULT_RESAMP
               seed: int = DEFAULT_SEED, level: float = 0.95) -> dict[str, Any]:
     """Official percentages (overall, per answer type, per question type) with bootstrap intervals.
 
-    Sums run left to right in question order, then ``round(100 * sum / n, 2)``, as the official
-    ``evaluate()`` does. Unlabelled rows (``score`` None) are not scored.
+    Sums run left to right in question order, then ``round(100 * sum / n, 2)`` with Python 2's
+    rounding, as the official ``evaluate()`` does. Unlabelled rows (``score`` None) are not scored.
     """
     scored = [r for r in rows if r["score"] is not None]
     out: dict[str, Any] = {"num_questions": len(rows), "num_scored": len(scored), "convention": CONVENTION}
@@ -100,12 +97,12 @@ def summarize(rows: Sequence[Mapping[str, Any]], resamples: int = DEFAULT_RESAMP
         return out
     scores = [r["score"] for r in scored]
     ci = bootstrap_ci(scores, level, resamples, seed)
-    out["overall"] = official_aggregate(sum(scores), len(scores))
+    out["overall"] = official_aggregate(official_sum(scores), len(scores))
     out["overall_ci95"] = _pct((ci.low, ci.high))
     out["bootstrap"] = {"resamples": resamples, "seed": seed, "level": level, "unit": "question"}
     for field, key in (("answer_type", "perAnswerType"), ("question_type", "perQuestionType")):
         groups = _group(scored, field)
-        out[key] = {t: official_aggregate(sum(s), len(s)) for t, s in groups.items()}
+        out[key] = {t: official_aggregate(official_sum(s), len(s)) for t, s in groups.items()}
         out[key + "Count"] = {t: len(s) for t, s in groups.items()}
         if field == "answer_type":
             out[key + "CI95"] = {t: _pct(_ci(s, level, resamples, seed)) for t, s in groups.items()}

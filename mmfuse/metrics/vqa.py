@@ -13,7 +13,6 @@ differs from the official script on purpose in one place: it normalises predicti
 from __future__ import annotations
 
 import functools
-import math
 import re
 from typing import Any, Optional, Sequence
 
@@ -22,10 +21,11 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from mmfuse.metrics._vqa_tables import ARTICLES, CONTRACTIONS, NUMBER_WORDS, PUNCTUATION
+from mmfuse.metrics.rounding import official_aggregate, official_round, official_sum, py2_round
 
 __all__ = [
     "VQAAccuracy", "answer_scores", "batch_vqa_accuracy", "normalize_answer",
-    "official_aggregate", "official_round", "vqa_accuracy",
+    "official_aggregate", "official_round", "official_sum", "py2_round", "vqa_accuracy",
 ]
 
 # re.ASCII: the official patterns are Python 2 byte-string patterns, where \d matches [0-9] only.
@@ -38,7 +38,9 @@ _MAX_PERIODS = 32  # official: periodStrip.sub("", text, re.UNICODE); that argum
 
 def _clean(s: str) -> str:
     """The unconditional whitespace clean-up: ``\\n`` and ``\\t`` become spaces, then ``strip()``."""
-    return s.replace("\n", " ").replace("\t", " ").strip()
+    if "\n" in s or "\t" in s:  # (the test alone is cheaper than two no-op replaces)
+        s = s.replace("\n", " ").replace("\t", " ")
+    return s.strip()
 
 
 def _lower_py2(s: str) -> str:
@@ -97,7 +99,9 @@ def normalize_answer(s: str) -> str:
 
 def _leave_one_out(pred: str, gts: Sequence[str]) -> float:
     """Mean over i of ``min(1, #{j != i : gts[j] == pred} / 3)``, summed in the official order."""
-    k = sum(g == pred for g in gts)
+    k = gts.count(pred)
+    if k == 0 or k >= 4:  # every term is 0.0 (or 1.0): the official sum is exactly 0 (or len(gts))
+        return 0.0 if k == 0 else 1.0
     total = 0.0
     for g in gts:
         total += min(1.0, (k - (g == pred)) / 3)
@@ -170,20 +174,6 @@ def answer_scores(gt_answers: Sequence[str]) -> dict[str, float]:
     return {c: s for c, s in scores.items() if s > 0.0}
 
 
-def official_round(x: float) -> float:
-    """``round(100 * x, 2)``: the official per-question rounding (``evalQA``), as a percentage."""
-    return round(100 * x, 2)
-
-
-def official_aggregate(total: float, count: int) -> float:
-    """``round(100 * total / count, 2)``: the official overall / per-type number from unrounded sums.
-
-    The official code multiplies the sum by 100 before dividing, which can differ in the last bit
-    (and so, rarely, in the rounded value) from ``official_round(total / count)``.
-    """
-    return round(100 * total / count, 2)
-
-
 class VQAAccuracy(Metric):
     """Mean VQA accuracy, overall and per answer type / question type, from summed states.
 
@@ -195,8 +185,10 @@ class VQAAccuracy(Metric):
     the normalised ``"yes"`` 0). On GT that is already normalised (as released) this is exactly the
     mean of ``vqa_accuracy(normalize_answer(p), gt)``. Per-sample scores: :func:`batch_vqa_accuracy`.
 
-    States: float64 sums and int64 counts, ``dist_reduce_fx="sum"`` (float64 keeps a mean over
-    ~10^5 questions exact to the official two decimals; it is not supported on MPS). Types must be
+    States: float64 sums and int64 counts, ``dist_reduce_fx="sum"``. In one process the sums are
+    running left-to-right sums over all updates, the official order of additions, so
+    :func:`official_aggregate` of the states gives the official two-decimal numbers whatever the
+    batch size (float64 is not supported on MPS). Types must be
     listed at construction so the per-type states have a fixed shape for distributed sync.
 
     Args:
@@ -238,18 +230,19 @@ class VQAAccuracy(Metric):
         types = {"answer_type": answer_types, "question_type": question_types}
         idx = {g: self._indices(g, t, len(predictions)) for g, t in types.items() if t is not None}
         scores = batch_vqa_accuracy(predictions, gt_answers)
-        self.score_sum += math.fsum(scores)
+        # One running left-to-right sum over the whole stream, whatever the batching: the official
+        # order of additions (per process; a multi-process sync adds the per-process sums).
+        self.score_sum.fill_(official_sum([float(self.score_sum), *scores]))
         self.count += len(scores)
         for g, ids in idx.items():
-            sums, counts = [0.0] * len(self._groups[g]), [0] * len(self._groups[g])
+            state_sum, state_count = getattr(self, f"{g}_sum"), getattr(self, f"{g}_count")
+            sums, counts = state_sum.tolist(), state_count.tolist()
             for s, i in zip(scores, ids):
                 if i is not None:
                     sums[i] += s
                     counts[i] += 1
-            if any(counts):
-                state_sum, state_count = getattr(self, f"{g}_sum"), getattr(self, f"{g}_count")
-                state_sum += torch.tensor(sums, dtype=state_sum.dtype, device=state_sum.device)
-                state_count += torch.tensor(counts, dtype=state_count.dtype, device=state_count.device)
+            state_sum.copy_(torch.tensor(sums, dtype=state_sum.dtype))
+            state_count.copy_(torch.tensor(counts, dtype=state_count.dtype))
 
     def compute(self) -> dict[str, Tensor]:
         """``{"acc": mean, "acc/<answer_type>": mean, "qtype/<question_type>": mean}``, in [0, 1].

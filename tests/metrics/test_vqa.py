@@ -200,7 +200,10 @@ def test_metric_errors() -> None:
 
 def test_official_rounding() -> None:
     assert official_round(0.3) == 30.0 and official_round(1 / 3) == 33.33
-    # the official aggregate multiplies the unrounded sum by 100 before dividing
-    assert official_aggregate(38.7, 48) == 80.63 and official_round(38.7 / 48) == 80.62
+    # Python 2.7's round (the official script's): exact halves go away from zero (Python 3: to even)
+    assert official_round(38.7 / 48) == 80.63 and round(100 * (38.7 / 48), 2) == 80.62
+    assert official_aggregate(1.0, 32) == 3.13 and official_round(-0.03125) == -3.13
+    # the official aggregate multiplies the unrounded sum by 100 before dividing (here: 80.62500000000001)
+    assert official_aggregate(38.7, 48) == 80.63
     with pytest.warns(UserWarning):  # torchmetrics: compute() before update()
         assert math.isnan(VQAAccuracy().compute()["acc"].item())
