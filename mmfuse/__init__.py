@@ -7,17 +7,37 @@ Public API::
 
     @mmfuse.register_fusion("my_fusion")
     class MyFusion(nn.Module): ...
+
+The names below are imported on first use, so light tools (``tools/score.py``,
+``tools/compare.py``) do not pay for importing Lightning and transformers.
 """
 
-from mmfuse.config import ConfigError, load_config
-from mmfuse.encoders import EncoderOutput
-from mmfuse.fusion import FusionOutput, build_fusion, list_fusions, register_fusion
-from mmfuse.model import FusionModel, build_model
-from mmfuse.train import build_datamodule, evaluate, load_system, train
-from mmfuse.crossval import cross_validate  # noqa: E402  (after train: it builds on it)
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = [
-    "ConfigError", "EncoderOutput", "cross_validate", "FusionModel", "FusionOutput", "build_datamodule", "build_fusion",
-    "build_model", "evaluate", "list_fusions", "load_config", "load_system", "register_fusion", "train",
-]
+_EXPORTS = {
+    "ConfigError": "mmfuse.config", "load_config": "mmfuse.config",
+    "EncoderOutput": "mmfuse.encoders",
+    "FusionOutput": "mmfuse.fusion", "build_fusion": "mmfuse.fusion", "list_fusions": "mmfuse.fusion",
+    "register_fusion": "mmfuse.fusion",
+    "FusionModel": "mmfuse.model", "build_model": "mmfuse.model",
+    "build_datamodule": "mmfuse.train", "evaluate": "mmfuse.train", "load_system": "mmfuse.train",
+    "train": "mmfuse.train",
+    "cross_validate": "mmfuse.crossval",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mmfuse' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
