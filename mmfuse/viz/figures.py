@@ -111,6 +111,9 @@ def plot_learning_curves(series: Mapping[str, Points], path: Path | str, title: 
         steps, vals = zip(*series[key])
         ax_loss.plot(steps, vals, color=_color(key, i), lw=0.8 if faint else 1.8, alpha=0.3 if faint else 1.0,
                      marker=None if faint or len(steps) > 60 else "o", ms=3.5, label=key, zorder=1 if faint else 2)
+    loss_values = [v for k, _ in losses for _, v in series[k] if np.isfinite(v)]
+    if loss_values and min(loss_values) > 0 and max(loss_values) / min(loss_values) > 30:
+        ax_loss.set_yscale("log")  # early losses would otherwise flatten the rest of training to a line
     scale = 100.0 if all(0.0 <= v <= 1.0 for k in accs for _, v in series[k]) else 1.0
     for i, key in enumerate(accs):
         steps, vals = zip(*series[key])

@@ -78,3 +78,18 @@ def test_config_hash_ignores_output_locations() -> None:
     moved = {**cfg, "run_dir": "b", "eval": {"split": "val"}, "name": "y"}
     assert config_hash(cfg) == config_hash(moved)
     assert config_hash(cfg) != config_hash({**cfg, "optim": {"lr": 2e-3}})
+
+
+def test_evaluation_numbers_equal_score_py_numbers() -> None:
+    """evaluate's metrics.json and tools/score.py --normalize-predictions agree to the last digit."""
+    from mmfuse.metrics.official_format import score_results
+    from mmfuse.metrics.synthetic import synthetic_vqa
+
+    results, annotations = synthetic_vqa(3000, seed=5)
+    recs = [QARecord(q, "img", "q?", tuple(a["answers"]), a["answer_type"], a["question_type"])
+            for q, a in annotations.items()]
+    rows = score_predictions(recs, [{"question_id": q, "answer": results[q]} for q in annotations])
+    ours, official = summarize(rows, resamples=10), score_results(results, annotations, normalize_predictions=True)
+    assert ours["overall"] == official["overall"]
+    assert ours["perAnswerType"] == official["perAnswerType"]
+    assert ours["perQuestionType"] == official["perQuestionType"]
