@@ -66,3 +66,15 @@ def test_every_experiment_config_loads_and_builds(path: Path) -> None:
 def test_tiny_config_is_tiny() -> None:
     cfg = load_config(TINY)
     assert cfg.model.image.embed_dim <= 64 and cfg.model.text.config.hidden_size <= 64
+
+
+def test_package_exports_survive_submodule_imports() -> None:
+    """``mmfuse.train`` is the function even after ``import mmfuse.train`` (lazy exports)."""
+    import importlib
+
+    import mmfuse
+
+    importlib.import_module("mmfuse.train")
+    importlib.import_module("mmfuse.crossval")
+    assert callable(mmfuse.train) and mmfuse.train.__module__ == "mmfuse.train"
+    assert callable(mmfuse.evaluate) and callable(mmfuse.cross_validate) and callable(mmfuse.register_fusion)
