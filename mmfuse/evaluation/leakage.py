@@ -47,13 +47,8 @@ def _file_digest(path: str, cache: dict[str, str]) -> str:
 
 
 def _sizes(paths: Iterable[str]) -> int:
-    total = 0
-    for p in set(paths):
-        try:
-            total += os.path.getsize(p)
-        except OSError:
-            pass
-    return total
+    """Total bytes of the readable files among ``paths`` (unreadable ones are the loader's to report)."""
+    return sum(os.path.getsize(p) for p in set(paths) if os.path.isfile(p))
 
 
 def check_leakage(train: Sequence[QARecord], evaluated: Sequence[QARecord],
