@@ -71,11 +71,9 @@ def check_leakage(train: Sequence[QARecord], evaluated: Sequence[QARecord],
     cache: dict[str, str] = {}
 
     def ident(r: QARecord) -> str:
-        if by_content:
-            try:
-                return _file_digest(r.image, cache)
-            except OSError:  # unreadable files are reported by the data loader; compare paths
-                pass
+        # unreadable files are the data loader's to report; here they are compared by path
+        if by_content and os.path.isfile(r.image) and os.access(r.image, os.R_OK):
+            return _file_digest(r.image, cache)
         return os.path.realpath(r.image)
 
     train_pairs = {(ident(t), q) for q in {_question_key(r.question) for r in candidates} for t in by_question[q]}

@@ -120,8 +120,6 @@ class _VQAEvalPort:
             word = self.manualMap.setdefault(word, word)
             if word not in self.articles:
                 outText.append(word)
-            else:
-                pass
         for wordId, word in enumerate(outText):
             if word in self.contractions:
                 outText[wordId] = self.contractions[word]
