@@ -29,6 +29,9 @@ _EXPORTS = {
     "build_datamodule": "mmfuse.train", "evaluate": "mmfuse.train", "load_system": "mmfuse.train",
     "train": "mmfuse.train",
     "cross_validate": "mmfuse.crossval",
+    "list_tasks": "mmfuse.tasks", "list_weightings": "mmfuse.objectives.multitask",
+    "pcgrad_project": "mmfuse.objectives.multitask", "l2_penalty": "mmfuse.objectives.regularizers",
+    "l2_sp": "mmfuse.objectives.regularizers",
 }
 __all__ = sorted(_EXPORTS)
 

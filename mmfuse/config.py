@@ -22,8 +22,11 @@ BASE_CONFIG = CONFIG_DIR / "base.yaml"
 # fusion's signature, BertConfig fields by transformers) or whose type depends on the source.
 OPEN_NODES = {
     "data.train", "data.val", "data.test",
-    "model.text.config", "model.image.kwargs", "model.fusion.hparams",
+    "model.text.config", "model.image.kwargs", "model.fusion.hparams", "loss.options",
 }
+
+# Keys that moved: an old config gets the new place in the error instead of a bare "unknown key".
+MOVED = {"model.head": "tasks.vqa (hidden, dropout, loss)"}
 
 
 # Keys that legitimately take several types (Lightning accepts "auto", an int or a list).
@@ -38,11 +41,18 @@ def _choices() -> dict[str, Callable[[], list[str]]]:
     # Imported lazily: the registries import torch-heavy modules.
     from mmfuse.data.sources import list_sources
     from mmfuse.fusion import list_fusions
+    from mmfuse.objectives.multitask import list_weightings
 
     return {
         "data.source": list_sources,
         "model.fusion.name": list_fusions,
-        "model.head.loss": lambda: ["bce", "ce"],
+        "tasks.vqa.loss": lambda: ["bce", "ce"],
+        "tasks.answer_generation.target": lambda: ["most_common", "random"],
+        "tasks.answer_generation.decode": lambda: ["greedy", "sample", "beam"],
+        "loss.weighting": list_weightings,
+        "regularization.l2_sp_scope": lambda: ["pretrained", "encoders"],
+        "data.sampling": lambda: ["proportional", "round_robin", "temperature"],
+        "eval.task": lambda: ["vqa", "answer_generation"],
         "model.image.stem": lambda: ["patch", "conv", "deep_conv"],
         "trainer.logger": lambda: ["csv", "tensorboard", "none"],
         "checkpoint.mode": lambda: ["max", "min"],
@@ -99,6 +109,8 @@ def _validate(node: DictConfig, schema: DictConfig, prefix: str = "") -> None:
     for key in node.keys():
         path = f"{prefix}{key}"
         if key not in schema:
+            if path in MOVED:
+                raise ConfigError(f"config key {path!r} has moved to {MOVED[path]}")
             valid = sorted(str(k) for k in schema.keys())
             close = difflib.get_close_matches(str(key), valid, n=1)
             hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
@@ -126,6 +138,7 @@ def _check_choices(cfg: DictConfig) -> None:
     for aug in cfg.data.augment:
         if aug not in AUGMENTATIONS:
             raise ConfigError(f"config key 'data.augment' has {aug!r}; valid choices: {', '.join(AUGMENTATIONS)}")
+    _check_tasks(cfg)
     from mmfuse.fusion import fusion_hparams
 
     valid_h = fusion_hparams(cfg.model.fusion.name)
@@ -133,6 +146,50 @@ def _check_choices(cfg: DictConfig) -> None:
         if k not in valid_h:
             raise ConfigError(f"config key 'model.fusion.hparams.{k}' is not an option of fusion "
                               f"{cfg.model.fusion.name!r}; valid options: {', '.join(sorted(valid_h)) or 'none'}")
+
+
+MIXTURE_KEYS = ("name", "source", "root", "train", "val", "test", "tasks", "val_fraction")
+
+
+def _check_tasks(cfg: DictConfig) -> None:
+    """``tasks.active`` names known tasks; weighting options exist; mixture entries are well formed."""
+    from mmfuse.objectives.multitask import weighting_options
+    from mmfuse.tasks import list_tasks
+
+    known = list_tasks()
+    active = list(cfg.tasks.active)
+    if not active:
+        raise ConfigError(f"config key 'tasks.active' is empty; choose any of: {', '.join(known)}")
+    for t in active:
+        if t not in known:
+            raise ConfigError(f"config key 'tasks.active' has {t!r}; valid tasks: {', '.join(known)}")
+    if cfg.eval.task is not None and cfg.eval.task not in active:
+        raise ConfigError(f"config key 'eval.task' is {cfg.eval.task!r}, not an active task ({', '.join(active)})")
+    valid_o = weighting_options(cfg.loss.weighting)
+    for k in cfg.loss.options:
+        if k not in valid_o:
+            raise ConfigError(f"config key 'loss.options.{k}' is not an option of weighting {cfg.loss.weighting!r}; "
+                              f"valid options: {', '.join(sorted(valid_o)) or 'none'}")
+    names = []
+    for i, entry in enumerate(cfg.data.mixture):
+        where = f"data.mixture[{i}]"
+        if not isinstance(entry, DictConfig):
+            raise ConfigError(f"config key {where!r} must be a mapping with keys {', '.join(MIXTURE_KEYS)}")
+        for k in entry:
+            if k not in MIXTURE_KEYS:
+                raise ConfigError(f"config key '{where}.{k}' is unknown; valid keys: {', '.join(MIXTURE_KEYS)}")
+        for k in ("name", "source"):
+            if not entry.get(k):
+                raise ConfigError(f"config key '{where}.{k}' is required")
+        if not str(entry.name).replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"config key '{where}.name' is {entry.name!r}; use letters, digits, '_' or '-'")
+        names.append(entry.name)
+        for t in entry.get("tasks") or []:
+            if t not in active:
+                raise ConfigError(f"config key '{where}.tasks' has {t!r}, not in tasks.active ({', '.join(active)})")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"config key 'data.mixture' repeats dataset name(s) {dup}; names must be unique")
 
 
 def load_config(
@@ -188,3 +245,24 @@ def save_config(cfg: DictConfig, path: Union[str, Path]) -> None:
 def to_container(cfg: DictConfig) -> dict[str, Any]:
     """Plain nested dict (what ``save_hyperparameters`` stores)."""
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def complete_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A stored config (checkpoint ``hyper_parameters``) brought up to the current schema.
+
+    Keys added since the checkpoint was written take their ``base.yaml`` defaults; the pre-``tasks``
+    ``model.head`` node becomes ``tasks.vqa``. Plain dict in, plain dict out.
+    """
+    cfg = dict(cfg)
+    model = dict(cfg.get("model", {}))
+    head = model.pop("head", None)
+    cfg["model"] = model
+    if head is not None and "tasks" not in cfg:
+        cfg["tasks"] = {"active": ["vqa"], "vqa": dict(head)}
+    stored = OmegaConf.create(cfg)
+    merged = OmegaConf.merge(OmegaConf.load(BASE_CONFIG), stored)
+    for path in OPEN_NODES:  # replaced, never merged (as in load_config)
+        val = OmegaConf.select(stored, path, default="__absent__")
+        if not (isinstance(val, str) and val == "__absent__"):
+            OmegaConf.update(merged, path, val, merge=False)
+    return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]

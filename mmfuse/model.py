@@ -29,7 +29,9 @@ class FusionModel(nn.Module):
     encoded once and its features gathered per question (a fusion whose ``accepts_index`` is
     True receives the per-image rows and ``index={"image": image_index}`` and gathers after its
     own per-image work; its output must equal that of the gathered inputs). Returns ``{"fusion": FusionOutput,
-    <task>: logits}``.
+    "text": EncoderOutput [B,...], "image": EncoderOutput [U,...], "image_index": [B] | None, <task>: logits}``
+    with logits for every classifier head (the answer generator runs in its task, it needs targets or
+    a decoding strategy). :meth:`fuse` re-pairs the encoded questions with other image rows (ITM negatives).
     """
 
     def __init__(self, text: nn.Module, image: nn.Module, fusion: nn.Module, heads: Mapping[str, nn.Module]) -> None:
@@ -47,32 +49,42 @@ class FusionModel(nn.Module):
             images = normalize(images, self.mean, self.std)
         return self.encoders["image"](images)
 
+    def fuse(self, text: Any, image: Any, index: Optional[Tensor]) -> FusionOutput:
+        """Fuse question rows ``text [B,...]`` with image rows ``image [U,...]`` (``index [B]``: row of
+        each question's image; None: one image row per question)."""
+        if index is not None and getattr(self.fusion, "accepts_index", False):
+            # the fusion gathers per-question rows itself, after its per-image work
+            return self.fusion({"text": text, "image": image}, index={"image": index})
+        if index is not None:
+            image = image.index_select(index)  # per-image → per-question rows
+        return self.fusion({"text": text, "image": image})
+
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         text = self.encoders["text"](batch["text"]["input_ids"], batch["text"]["attention_mask"])
         image = self.encode_image(batch["image"])
         index = batch.get("image_index")
-        if index is not None and getattr(self.fusion, "accepts_index", False):
-            # the fusion gathers per-question rows itself, after its per-image work
-            fused: FusionOutput = self.fusion({"text": text, "image": image}, index={"image": index})
-        else:
-            if index is not None:
-                image = image.index_select(index)  # per-image → per-question rows
-            fused = self.fusion({"text": text, "image": image})
-        out: dict[str, Any] = {"fusion": fused}
+        fused = self.fuse(text, image, index)
+        out: dict[str, Any] = {"fusion": fused, "text": text, "image": image, "image_index": index}
         for name, head in self.heads.items():
-            out[name] = head(fused)
+            if isinstance(head, ClassifierHead):
+                out[name] = head(fused)
         return out
 
 
-def build_model(model_cfg: Mapping[str, Any], num_answers: int, text_vocab_size: Optional[int] = None,
-                pad_token_id: int = 0, fusion: Optional[nn.Module] = None) -> FusionModel:
-    """Build a :class:`FusionModel` from the ``model`` config node.
+def build_model(model_cfg: Mapping[str, Any], num_answers: Optional[int] = None, text_vocab_size: Optional[int] = None,
+                pad_token_id: int = 0, fusion: Optional[nn.Module] = None,
+                heads: Optional[Mapping[str, nn.Module]] = None) -> FusionModel:
+    """Build a :class:`FusionModel` from the ``model`` config node (or the whole config).
 
     Sizes flow one way: encoders report ``out_dim`` → the fusion gets ``in_dims`` and
-    ``dim`` → heads get ``dim`` and the answer vocabulary size. Pass ``fusion`` to use a
+    ``dim`` → heads get ``dim`` and their sizes from the data. ``heads`` are normally built by the
+    tasks (:func:`mmfuse.tasks.build_heads`, what the systems do); without them, ``num_answers``
+    gives a lone ``vqa`` answer classifier with the ``tasks.vqa`` defaults. Pass ``fusion`` to use a
     built module instead of ``model.fusion.name``.
     """
-    t, i, f, h = model_cfg["text"], model_cfg["image"], model_cfg["fusion"], model_cfg["head"]
+    if "model" in model_cfg:
+        model_cfg = model_cfg["model"]
+    t, i, f = model_cfg["text"], model_cfg["image"], model_cfg["fusion"]
     text = TextEncoder(pretrained=t["pretrained"], config=dict(t["config"]), vocab_size=text_vocab_size,
                        pad_token_id=pad_token_id, freeze=t["freeze"])
     image = VisionEncoder(name=i["name"], pretrained=i["pretrained"], checkpoint_path=i["checkpoint_path"],
@@ -81,5 +93,8 @@ def build_model(model_cfg: Mapping[str, Any], num_answers: int, text_vocab_size:
     if fusion is None:
         in_dims = {"text": text.out_dim, "image": image.out_dim}
         fusion = build_fusion(f["name"], in_dims, f["dim"], **dict(f["hparams"]))
-    heads = {"vqa": ClassifierHead(int(f["dim"]), num_answers, hidden=h["hidden"], dropout=h["dropout"])}
+    if heads is None:
+        if num_answers is None:
+            raise ValueError("build_model needs heads (mmfuse.tasks.build_heads) or num_answers")
+        heads = {"vqa": ClassifierHead(int(f["dim"]), num_answers)}
     return FusionModel(text, image, fusion, heads)

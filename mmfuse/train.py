@@ -46,7 +46,7 @@ def build_datamodule(cfg: DictConfig, run_dir: Optional[Path] = None, **kwargs: 
     """The data module of ``cfg.data``; call ``prepare()`` to get the vocabulary and tokenizer."""
     return VQADataModule(cfg.data, img_size=None, text_pretrained=cfg.model.text.pretrained,
                          tokenizer_vocab_size=cfg.model.text.tokenizer_vocab_size, run_dir=run_dir,
-                         seed=cfg.seed, **kwargs)
+                         seed=cfg.seed, answer_min_count=cfg.tasks.answer_generation.min_word_count, **kwargs)
 
 
 def progress_bar(cfg: DictConfig) -> list[L.Callback]:
@@ -102,7 +102,7 @@ def train(cfg: DictConfig, fusion: Optional[nn.Module] = None,
     tok = dm.tokenizer
     system = SupervisedSystem(to_container(cfg), dm.vocab.answers, text_vocab_size=len(tok),
                               pad_token_id=int(tok.pad_token_id or 0), answer_types=dm.types("answer_type"),
-                              question_types=dm.types("question_type"), fusion=fusion)
+                              question_types=dm.types("question_type"), fusion=fusion, answer_words=dm.answer_words)
     system.tokenizer_json = tokenizer_to_json(tok)
     dm.img_size = system.model.image_size
     ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor=cfg.checkpoint.monitor,
@@ -117,14 +117,18 @@ def train(cfg: DictConfig, fusion: Optional[nn.Module] = None,
     fit_s = time.perf_counter() - start
     best = ckpt.best_model_path or None
     test = trainer.test(system, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
-    evaluation = finish_evaluation(run_dir / "eval_test", dm.records["test"], system.predictions, cfg, "test",
-                                   best, dm.records["train"])
+    evaluation = _evaluate_test(run_dir, dm, system.predictions, cfg, best)
+    if len(system.active) > 1:
+        from mmfuse.viz.multitask import write_multitask_plot
+
+        write_multitask_plot(run_dir)
     result = {
         "run_dir": str(run_dir),
         "best_checkpoint": best,
         "best_val": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
         "test": _floats(test),
         "test_accuracy": evaluation["accuracy"],
+        "test_tasks": {k.split("/")[1]: float(v) for k, v in test.items() if k.count("/") == 2 and k.endswith("/acc")},
         "test_leakage": evaluation["leakage"],
         "config_hash": evaluation["config_hash"],
         "num_questions": {s: len(dm.records.get(s, [])) for s in ("train", "val", "test")},
@@ -139,6 +143,24 @@ def train(cfg: DictConfig, fusion: Optional[nn.Module] = None,
     if dm.skipped:
         log.warning("skipped %d question(s) with unreadable images: %s", sum(dm.skipped.values()), dm.skipped)
     return result
+
+
+def _evaluate_test(run_dir: Path, dm: VQADataModule, predictions: list[dict[str, Any]], cfg: DictConfig,
+                   best: Optional[str]) -> dict[str, Any]:
+    """``<run>/eval_test/`` for one dataset; with several, ``eval_test/<dataset>/`` each (question ids are
+    only unique within a dataset) and the first dataset's result returned."""
+    if len(dm.specs) == 1:
+        return finish_evaluation(run_dir / "eval_test", dm.records["test"], predictions, cfg, "test", best,
+                                 dm.records["train"])
+    results = []
+    for spec in dm.specs:
+        records = dm.dataset_records(spec.name, "test")
+        if records:
+            preds = [{"question_id": p["question_id"], "answer": p["answer"]} for p in predictions
+                     if p.get("dataset") == spec.name]
+            results.append(finish_evaluation(run_dir / "eval_test" / spec.name, records, preds, cfg, "test", best,
+                                             dm.dataset_records(spec.name, "train"), extra={"dataset": spec.name}))
+    return results[0]
 
 
 def load_system(checkpoint: str, fusion: Optional[nn.Module] = None) -> SupervisedSystem:

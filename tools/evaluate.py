@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 import mmfuse  # noqa: E402
+from mmfuse.config import complete_config  # noqa: E402
 from mmfuse.evaluation.leakage import leakage_line  # noqa: E402
 from mmfuse.evaluation.results import format_table  # noqa: E402
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # The run's own config, from the checkpoint, is the starting point.
     saved = torch.load(args.checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]["cfg"]
-    run_cfg = OmegaConf.create(saved)
+    run_cfg = OmegaConf.create(complete_config(saved))  # checkpoints of older versions: current schema
     overrides = list(args.overrides) + [f"eval.checkpoint={args.checkpoint}", f"eval.split={args.split}"]
     if args.output:
         overrides.append(f"eval.output={args.output}")

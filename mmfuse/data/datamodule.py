@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,8 +16,10 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from mmfuse.data.answer_tokens import AnswerTokenizer
 from mmfuse.data.batching import GroupedBatchSampler, QABatchDataset
 from mmfuse.data.images import load_image, load_images
+from mmfuse.data.mixture import MixtureBatchSampler, MixtureDataset
 from mmfuse.data.schema import QARecord
 from mmfuse.data.sources import DataError, load_records
 from mmfuse.data.tokenizer import build_tokenizer
@@ -25,6 +28,33 @@ from mmfuse.data.vocab import AnswerVocab
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of the run: ``data.source``/``root``/``train``/``val``/``test`` or one ``data.mixture`` entry.
+
+    ``tasks`` None means every active task.
+    """
+
+    name: str
+    source: str
+    root: Optional[str] = None
+    train: Any = None
+    val: Any = None
+    test: Any = None
+    val_fraction: float = 0.1
+    tasks: Optional[tuple[str, ...]] = None
+
+
+def dataset_specs(data: Any) -> list[DatasetSpec]:
+    """The datasets of a ``data`` config node: its ``mixture`` entries, else the single ``source``."""
+    if not data.mixture:
+        return [DatasetSpec(str(data.source), str(data.source), data.root, data.train, data.val, data.test,
+                            float(data.val_fraction))]
+    return [DatasetSpec(str(e["name"]), str(e["source"]), e.get("root"), e.get("train"), e.get("val"), e.get("test"),
+                        float(e.get("val_fraction") or data.val_fraction),
+                        tuple(e["tasks"]) if e.get("tasks") else None) for e in data.mixture]
 
 
 def carve_validation(records: list[QARecord], fraction: float) -> tuple[list[QARecord], list[QARecord]]:
@@ -57,35 +87,63 @@ class VQADataModule(L.LightningDataModule):
 
     def __init__(self, data: DictConfig, img_size: Optional[tuple[int, int]] = None, text_pretrained: Optional[str] = None,
                  tokenizer_vocab_size: int = 1000, run_dir: Optional[Path] = None, seed: int = 0,
-                 vocab: Optional[AnswerVocab] = None, tokenizer: Any = None) -> None:
+                 vocab: Optional[AnswerVocab] = None, tokenizer: Any = None, answer_min_count: int = 1) -> None:
         super().__init__()
         self.cfg, self.seed = data, seed
         self.img_size = tuple(img_size) if img_size is not None else None  # set before building tensors
         self.text_pretrained, self.tokenizer_vocab_size = text_pretrained, tokenizer_vocab_size
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.answer_min_count = answer_min_count
         self.vocab, self.tokenizer = vocab, tokenizer
-        self.records: dict[str, list[QARecord]] = {}
-        self.datasets: dict[str, QABatchDataset] = {}
+        self.answer_words: Optional[list[str]] = None  # the answer generator's word vocabulary
+        self.specs = dataset_specs(data)
+        self.records: dict[str, list[QARecord]] = {}  # every dataset's questions of a split, concatenated
+        self.by_dataset: dict[str, dict[str, list[QARecord]]] = {s.name: {} for s in self.specs}
+        self.datasets: dict[str, Any] = {}  # QABatchDataset (one dataset) or MixtureDataset
         self.skipped: dict[str, int] = {}
 
     # -- records, vocabulary, tokenizer ------------------------------------------------------
     def split_records(self, split: str) -> list[QARecord]:
-        """Records of ``split``, with validation carved from train when the source has none."""
+        """Records of ``split`` (every dataset's, concatenated), with validation carved from train
+        when a source has none."""
         if split not in self.records:
-            c = self.cfg
-            if split in ("train", "val") and c.val is None and self._has_no_val():
-                train = load_records(c.source, "train", c.train, c.root)
-                self.records["train"], self.records["val"] = carve_validation(train, c.val_fraction)
+            if len(self.specs) == 1:
+                self.records[split] = self._load(self.specs[0], split, required=True)
             else:
-                self.records[split] = load_records(c.source, split, c[split], c.root)
-            for s in list(self.records):
-                if c.limit_questions is not None:
-                    self.records[s] = self.records[s][: c.limit_questions]
+                self.records[split] = [r for spec in self.specs for r in self._load(spec, split, required=False)]
+                if not self.records[split]:
+                    raise DataError(f"no dataset of data.mixture has a {split!r} split")
         return self.records[split]
 
-    def _has_no_val(self) -> bool:
+    def dataset_records(self, name: str, split: str) -> list[QARecord]:
+        """Records of one dataset's split."""
+        if len(self.specs) == 1:
+            return self.split_records(split)
+        self.split_records(split)
+        return self.by_dataset[name].get(split, [])
+
+    def _load(self, spec: DatasetSpec, split: str, required: bool) -> list[QARecord]:
+        have = self.by_dataset[spec.name]
+        if split not in have:
+            if split in ("train", "val") and spec.val is None and self._has_no_val(spec):
+                train = load_records(spec.source, "train", spec.train, spec.root)
+                have["train"], have["val"] = carve_validation(train, spec.val_fraction)
+            else:
+                try:
+                    have[split] = load_records(spec.source, split, getattr(spec, split), spec.root)
+                except (DataError, ValueError, TypeError) as e:
+                    if required or split == "train":
+                        raise
+                    log.info("dataset %r has no %s split (%s)", spec.name, split, e)
+                    have[split] = []
+            if self.cfg.limit_questions is not None:
+                for s in list(have):
+                    have[s] = have[s][: self.cfg.limit_questions]
+        return have[split]
+
+    def _has_no_val(self, spec: DatasetSpec) -> bool:
         try:
-            load_records(self.cfg.source, "val", None, self.cfg.root)
+            load_records(spec.source, "val", None, spec.root)
         except (DataError, ValueError, TypeError):
             return True
         return False
@@ -98,28 +156,44 @@ class VQADataModule(L.LightningDataModule):
             if self.run_dir is not None:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 self.vocab.save(self.run_dir / "answers.json")
+        if self.answer_words is None:
+            answers = (a for r in self.split_records("train") for a in r.answers)
+            self.answer_words = AnswerTokenizer.from_answers(answers, self.answer_min_count).words
         if self.tokenizer is None:
             questions = None if self.text_pretrained else [r.question for r in self.split_records("train")]
             save = self.run_dir / "tokenizer" if self.run_dir is not None else None
             self.tokenizer = build_tokenizer(self.text_pretrained, questions, self.tokenizer_vocab_size, save)
 
     # -- tensors ------------------------------------------------------------------------------
-    def _build(self, split: str) -> QABatchDataset:
+    def _build(self, split: str) -> Any:
+        """The split's tensors: one ``QABatchDataset``, or a ``MixtureDataset`` of one per dataset."""
+        if len(self.specs) == 1:
+            return self._build_one(self.specs[0].name, split)
+        parts = {spec.name: self._build_one(spec.name, split) for spec in self.specs
+                 if self.dataset_records(spec.name, split)}
+        self.records[split] = [r for ds in parts.values() for r in ds.records]  # after any skipped records
+        return MixtureDataset(parts)
+
+    def _build_one(self, name: str, split: str) -> QABatchDataset:
         if self.vocab is None or self.tokenizer is None or self.img_size is None:
             raise RuntimeError("VQADataModule: call prepare() and set img_size before building tensors")
         c = self.cfg
-        records = self.split_records(split)
+        records = self.dataset_records(name, split)
         images, bad = load_images(records, skip_bad=bool(c.skip_bad_records))
         if bad:
             dropped = {k.image_key for k in bad}
             before = len(records)
             records = [r for r in records if r.image_key not in dropped]
-            self.skipped[split] = before - len(records)
+            key = split if len(self.specs) == 1 else f"{name}/{split}"
+            self.skipped[key] = before - len(records)
             log.warning("%s: skipped %d question(s) with %d unreadable image(s), e.g. %s",
-                        split, self.skipped[split], len(bad), bad[0].reason)
-            self.records[split] = records
+                        key, self.skipped[key], len(bad), bad[0].reason)
+            if len(self.specs) == 1:
+                self.records[split] = records
+            else:
+                self.by_dataset[name][split] = records
         if not records:
-            raise DataError(f"split {split!r} of source {c.source!r} has no usable questions")
+            raise DataError(f"split {split!r} of dataset {name!r} has no usable questions")
         keys = sorted(images)
         row = {k: i for i, k in enumerate(keys)}
         if c.cache_images:
@@ -144,16 +218,25 @@ class VQADataModule(L.LightningDataModule):
             if split not in self.datasets:
                 self.datasets[split] = self._build(split)
 
-    def _loader(self, split: str) -> DataLoader:
-        if split not in self.datasets:
-            self.datasets[split] = self._build(split)
-        ds, c = self.datasets[split], self.cfg
+    def _grouped(self, ds: QABatchDataset, train: bool) -> GroupedBatchSampler:
+        c = self.cfg
         groups: dict[int, list[int]] = {}
         for i, r in enumerate(ds.image_rows):
             groups.setdefault(r, []).append(i)
-        train = split == "train"
-        sampler = GroupedBatchSampler(list(groups.values()), c.batch_size if train else c.eval_batch_size,
-                                      shuffle=train, group_by_image=bool(c.group_by_image), seed=self.seed)
+        return GroupedBatchSampler(list(groups.values()), c.batch_size if train else c.eval_batch_size,
+                                   shuffle=train, group_by_image=bool(c.group_by_image), seed=self.seed)
+
+    def _loader(self, split: str) -> DataLoader:
+        if split not in self.datasets:
+            self.datasets[split] = self._build(split)
+        ds, c, train = self.datasets[split], self.cfg, split == "train"
+        if isinstance(ds, MixtureDataset):
+            # one dataset per batch: training picks it by data.sampling, evaluation goes dataset by dataset
+            subs = [self._grouped(sub, train) for sub in ds.datasets]
+            sampler: Any = MixtureBatchSampler(subs, ds.offsets, strategy=c.sampling if train else "sequential",
+                                               temperature=c.sampling_temperature, seed=self.seed)
+        else:
+            sampler = self._grouped(ds, train)
         # batch_size=None: the sampler yields whole batches (lists), the dataset collates them.
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=c.num_workers,
                           persistent_workers=c.num_workers > 0)

@@ -56,7 +56,11 @@ def finish_evaluation(out_dir: Path, records: Sequence[QARecord], predictions: S
 
 def training_targets(cfg: DictConfig) -> str:
     """The training-target convention, in words (recorded next to every accuracy)."""
-    loss = cfg.model.head.loss
+    if "vqa" not in cfg.tasks.active:
+        g = cfg.tasks.answer_generation
+        return (f"generated answers: teacher forcing on the {g.target} annotator answer, decoded by {g.decode}; "
+                f"answer words seen fewer than {g.min_word_count} time(s) in training are [UNK]")
+    loss = cfg.tasks.vqa.loss
     return (f"soft VQA targets: each vocabulary answer's target is the score the metric would give it "
             f"(official leave-one-out accuracy of the normalised answer, mmfuse.metrics.vqa.answer_scores); "
             f"loss {loss!r} ({'per-answer sigmoid BCE' if loss == 'bce' else 'soft-target cross-entropy'}); "
@@ -101,6 +105,10 @@ def evaluate(cfg: DictConfig, fusion: Optional[nn.Module] = None, report: Option
     hp = system.hparams
     system.set_answer_types(sorted(set(hp.answer_types) | set(dm.types("answer_type"))),
                             sorted(set(hp.get("question_types", ())) | set(dm.types("question_type"))))
+    if cfg.eval.task is not None:
+        if cfg.eval.task not in system.active:
+            raise ConfigError(f"eval.task={cfg.eval.task!r} but the checkpoint trained {system.active}")
+        system.prediction_task = cfg.eval.task
     loader = dm.loader(split)  # builds the split; unreadable images may drop records (skip_bad_records)
     records = dm.records[split]
     trainer = _trainer(cfg, run_dir, [], logger=False)

@@ -1,0 +1,314 @@
+"""Multi-task loss weighting, selected by name: ``static``, ``uncertainty``, ``dwa``, ``gradnorm``, ``pcgrad``.
+
+A weighting is an ``nn.Module`` built as ``Weighting(tasks, weights=None, **options)`` (defaults in
+the constructor's signature). Per training step the loop calls ``forward(losses)`` for the total
+loss; if ``grads`` is not ``"none"`` it also computes each task's UNWEIGHTED gradient on the shared
+parameters (``"last"``: the last shared weight matrix only, ``"all"``: every shared parameter) and
+passes them to ``observe`` and ``combine``. ``epoch_end`` receives each task's epoch-mean loss.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mmfuse.registry import Registry
+
+WEIGHTINGS: Registry[type["LossWeighting"]] = Registry("loss weighting")
+Grads = Mapping[str, Sequence[Optional[Tensor]]]  # task -> per-shared-parameter gradients
+Weights = Mapping[str, float]
+
+
+def pcgrad_project(
+    grads: list[Tensor], generator: Optional[torch.Generator] = None, shuffle: bool = True
+) -> list[Tensor]:
+    """PCGrad gradient surgery (Yu et al. 2020, Algorithm 1); pure, the inputs are not modified.
+
+    ``grads``: K tensors of one common (any) shape. For each task i, ``g_i^PC`` starts as ``g_i``
+    and for each other task j (random order from ``generator`` when ``shuffle``, else ascending)
+    is projected off the ORIGINAL ``g_j`` if they conflict: ``g_i^PC -= min(g_i^PC·g_j, 0)/||g_j||² g_j``.
+    A zero ``g_j`` is skipped. Returns K new tensors with the input shapes and dtypes.
+    """
+    flat = [g.reshape(-1) for g in grads]  # K x [N]
+    sq = [torch.dot(f, f) for f in flat]  # K x [] squared norms ||g_j||²
+    # a zero g_j has dot == 0 with anything, so dividing by 1 instead just yields coef 0 (skip)
+    denom = [torch.where(s > 0, s, torch.ones_like(s)) for s in sq]
+    out = []
+    for i, g in enumerate(flat):
+        order = torch.randperm(len(flat), generator=generator).tolist() if shuffle else range(len(flat))
+        pc = g.clone()  # [N]
+        for j in order:
+            if j == i:
+                continue
+            # branch-free (no host sync): coef = 0 when not conflicting, and pc - 0*g_j == pc exactly
+            coef = torch.dot(pc, flat[j]).clamp(max=0) / denom[j]  # []
+            pc = pc - coef * flat[j]
+        out.append(pc.view_as(grads[i]))
+    return out
+
+
+def gradient_cosines(grads: Mapping[str, Sequence[Optional[Tensor]]]) -> dict[tuple[str, str], float]:
+    """Cosine similarity of each pair of tasks' gradients, ``{(a, b): cos}`` with a before b.
+
+    A task's gradient is a list of per-parameter tensors (aligned across tasks), flattened and
+    concatenated. A parameter that either task has as ``None`` is skipped for both, so the cosine
+    is over the parameters both tasks reach. 0.0 when either norm is 0.
+    """
+    names = list(grads)
+    out: dict[tuple[str, str], float] = {}
+    for ia, a in enumerate(names):
+        for b in names[ia + 1 :]:
+            if len(grads[a]) != len(grads[b]):
+                raise ValueError(f"tasks {a!r} and {b!r} have {len(grads[a])} vs {len(grads[b])} gradients")
+            acc = torch.zeros(3, dtype=torch.float64)  # [3]: a·b, ||a||², ||b||²
+            for ga, gb in zip(grads[a], grads[b]):
+                if ga is not None and gb is not None:
+                    x, y = ga.detach().double().reshape(-1), gb.detach().double().reshape(-1)  # [n]
+                    acc = acc.to(x.device) + torch.stack([x @ y, x @ x, y @ y])  # summed on device: one sync
+            dot, na, nb = acc.tolist()
+            out[(a, b)] = dot / math.sqrt(na * nb) if na > 0 and nb > 0 else 0.0
+    return out
+
+
+class LossWeighting(nn.Module):
+    """Base weighting: ``total = Σ_t w_t·L_t`` over the tasks present, with constant weights.
+
+    Args:
+        tasks: every task name, in a fixed order (index k of any per-task tensor).
+        weights: static config weight per task (default 1.0 each); a strategy may ignore them.
+    """
+
+    grads: str = "none"  # per-task shared-parameter gradients the loop must pass: none | last | all
+
+    def __init__(self, tasks: Sequence[str], weights: Optional[Weights] = None) -> None:
+        super().__init__()
+        self.tasks = list(tasks)
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks must be non-empty and unique, got {self.tasks}")
+        weights = dict(weights or {})
+        self._check_names(weights, "weights")
+        self.static = {t: float(weights.get(t, 1.0)) for t in self.tasks}
+
+    def _check_names(self, names: Mapping[str, Any], what: str) -> list[str]:
+        """The names in ``names`` in ``tasks`` order; an unknown one is a KeyError naming the known."""
+        unknown = sorted(set(names) - set(self.tasks))
+        if unknown:
+            raise KeyError(f"{what}: unknown task(s) {unknown}; known tasks: {self.tasks}")
+        return [t for t in self.tasks if t in names]
+
+    def _present(self, losses: Mapping[str, Tensor]) -> list[str]:
+        present = self._check_names(losses, "losses")
+        if not present:
+            raise ValueError(f"losses is empty; expected a subset of {self.tasks}")
+        for t in present:
+            if losses[t].numel() != 1:
+                raise ValueError(f"loss {t!r} must be a scalar, got shape {tuple(losses[t].shape)}")
+        return present
+
+    def current_weights(self) -> dict[str, float]:
+        """The constant weight of every task at this step (static weights here)."""
+        return dict(self.static)
+
+    def forward(self, losses: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """``losses``: task -> scalar loss (any non-empty subset). Returns (total, weight per present task)."""
+        present = self._present(losses)
+        w = self.current_weights()
+        # python-float weights keep the losses' dtype (a float64 0-dim weight would promote it)
+        total = sum(w[t] * losses[t].reshape(()) for t in present)
+        return total, {t: w[t] for t in present}  # type: ignore[return-value]
+
+    def observe(self, losses: Mapping[str, Tensor], grads: Grads) -> None:
+        """Called after ``forward`` each step with unweighted per-task shared gradients; no-op here."""
+
+    def combine(self, grads: Grads) -> Optional[list[Optional[Tensor]]]:
+        """A replacement for the shared gradient ``Σ_t w_t g_t``, or None to keep it (here)."""
+        return None
+
+    def epoch_end(self, mean_losses: Mapping[str, float]) -> None:
+        """Called at each training epoch's end with each task's mean loss; no-op here."""
+
+
+@WEIGHTINGS.register("static")
+class StaticWeighting(LossWeighting):
+    """``total = Σ_t w_t·L_t`` with the config weights ``w_t``."""
+
+
+@WEIGHTINGS.register("uncertainty")
+class UncertaintyWeighting(LossWeighting):
+    """Homoscedastic-uncertainty weighting (Kendall, Gal & Cipolla 2018).
+
+    Learns ``log_vars [K]`` = ``s_t = log σ_t²`` (init 0) with the model's optimizer:
+    ``total = Σ_t exp(-s_t)·L_t + s_t`` over present tasks. This common form is 2x the paper's
+    eq. 7 (which has 1/(2σ²) and log σ) and has the same optimum ``σ_t² = L_t``. Static weights
+    are ignored. Reported weight: ``exp(-s_t)``.
+    """
+
+    def __init__(self, tasks: Sequence[str], weights: Optional[Weights] = None) -> None:
+        super().__init__(tasks, weights)
+        self.log_vars = nn.Parameter(torch.zeros(len(self.tasks)))  # [K]
+
+    def current_weights(self) -> dict[str, float]:
+        return dict(zip(self.tasks, torch.exp(-self.log_vars.detach()).tolist()))
+
+    def forward(self, losses: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        present = self._present(losses)
+        idx = [self.tasks.index(t) for t in present]
+        s = self.log_vars[idx]  # [P]; absent tasks get an exact zero gradient
+        L = torch.stack([losses[t].reshape(()).to(s.dtype) for t in present])  # [P]
+        total = (torch.exp(-s) * L + s).sum()  # []
+        return total, dict(zip(present, torch.exp(-s.detach()).tolist()))
+
+
+@WEIGHTINGS.register("dwa")
+class DWAWeighting(LossWeighting):
+    """Dynamic Weight Average (Liu, Johns & Davison 2019, eq. 7); static weights are ignored.
+
+    ``w_k = K·softmax_k(r_k / T)`` with ``r_k = L_k(t-1) / L_k(t-2)`` from the epoch means given to
+    ``epoch_end``. ``w_k = 1`` for every task during the first two epochs, and for a task missing
+    from (or with a non-positive mean in) either of the last two epochs; K and the softmax then run
+    over the remaining tasks only. The history lives in buffers, so it survives ``state_dict``.
+    """
+
+    def __init__(self, tasks: Sequence[str], weights: Optional[Weights] = None, temperature: float = 2.0) -> None:
+        super().__init__(tasks, weights)
+        if temperature <= 0:
+            raise ValueError(f"dwa temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+        self.register_buffer("history", torch.full((2, len(self.tasks)), math.nan))  # [2, K]: t-2, t-1
+        self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
+
+    def epoch_end(self, mean_losses: Mapping[str, float]) -> None:
+        known = self._check_names(mean_losses, "mean_losses")
+        row = [float(mean_losses[t]) if t in known else math.nan for t in self.tasks]
+        self.history[0] = self.history[1]
+        self.history[1] = torch.tensor(row, dtype=self.history.dtype, device=self.history.device)
+        self.epochs_seen += 1
+
+    def current_weights(self) -> dict[str, float]:
+        w = [1.0] * len(self.tasks)
+        if int(self.epochs_seen) >= 2:
+            prev2, prev1 = self.history.double().cpu().tolist()
+            ok = [k for k in range(len(self.tasks)) if prev2[k] > 0 and math.isfinite(prev1[k] / prev2[k])]
+            if ok:
+                r = torch.tensor([prev1[k] / prev2[k] for k in ok], dtype=torch.float64)  # [K']
+                soft = len(ok) * torch.softmax(r / self.temperature, dim=0)  # [K'], sums to K'
+                for k, v in zip(ok, soft.tolist()):
+                    w[k] = v
+        return dict(zip(self.tasks, w))
+
+
+@WEIGHTINGS.register("gradnorm")
+class GradNormWeighting(LossWeighting):
+    """GradNorm (Chen et al. 2018); static weights are ignored (w starts at 1).
+
+    Task weights ``task_weights [K]`` are a buffer updated in ``observe`` (never by the model's
+    optimizer; the model loss uses them as constants). With ``g_t`` the unweighted gradient of
+    ``L_t`` on the last shared weight matrix: ``G_t = w_t·||g_t||``, ``Ḡ = mean_t G_t``,
+    ``r_t = L̃_t / mean(L̃)`` with ``L̃_t = L_t / L_t(0)``, constant target ``Ḡ·r_t^α`` and
+    ``L_grad = Σ_t |G_t - target_t|``. Since ``∂G_t/∂w_t = ||g_t||``, the plain gradient step is
+    ``w_t -= lr·sign(G_t - target_t)·||g_t||`` (so it scales with the gradient norm); then
+    ``w >= 1e-3`` and ``Σ_t w_t = K`` over all tasks. ``L_t(0)`` is each task's first observed loss.
+    """
+
+    grads = "last"
+
+    def __init__(
+        self, tasks: Sequence[str], weights: Optional[Weights] = None, alpha: float = 1.5, lr: float = 0.025
+    ) -> None:
+        super().__init__(tasks, weights)
+        self.alpha, self.lr = float(alpha), float(lr)
+        self.register_buffer("task_weights", torch.ones(len(self.tasks)))  # [K]
+        self.register_buffer("initial_losses", torch.full((len(self.tasks),), math.nan))  # [K]
+        self.last_grad_loss = 0.0  # L_grad of the latest observe, for logging
+
+    def current_weights(self) -> dict[str, float]:
+        return dict(zip(self.tasks, self.task_weights.tolist()))
+
+    @torch.no_grad()
+    def observe(self, losses: Mapping[str, Tensor], grads: Grads) -> None:
+        present = self._present(losses)
+        if any(t not in grads for t in present):
+            raise KeyError(f"gradnorm needs the gradients of every task in losses {present}; got {sorted(grads)}")
+        dev, dt = self.task_weights.device, self.task_weights.dtype
+        idx = torch.tensor([self.tasks.index(t) for t in present], device=dev)  # [P]
+        L = torch.stack([losses[t].detach().reshape(()).to(dev, dt) for t in present])  # [P]
+        zero = torch.zeros((), device=dev, dtype=torch.float64)
+        sq = [sum((g.detach().to(dev).double().square().sum() for g in grads[t] if g is not None), zero)
+              for t in present]  # P x [] squared norm of the task's concatenated list
+        norms = torch.stack(sq).sqrt().to(dt)  # [P] ||g_t||
+        L0 = torch.where(torch.isnan(self.initial_losses[idx]), L, self.initial_losses[idx])  # [P]
+        self.initial_losses[idx] = L0  # L_t(0): the first loss seen for each task
+        w = self.task_weights[idx]  # [P]
+        G = w * norms  # [P]
+        ratio = L / L0.clamp_min(1e-12)  # [P] L̃_t
+        target = G.mean() * (ratio / ratio.mean()) ** self.alpha  # [P], a constant
+        self.last_grad_loss = float((G - target).abs().sum())
+        w = w - self.lr * torch.sign(G - target) * norms  # d|G_t - target_t| / dw_t
+        new = self.task_weights.index_put((idx,), w).clamp_min(1e-3)  # [K]
+        self.task_weights.copy_(new * len(self.tasks) / new.sum())  # Σ w = K over all tasks
+
+
+@WEIGHTINGS.register("pcgrad")
+class PCGradWeighting(LossWeighting):
+    """PCGrad (Yu et al. 2020): ``combine`` projects the weighted task gradients ``w_t·g_t`` (flattened
+    over all shared parameters) with :func:`pcgrad_project` and sums them. The random task order
+    comes from a generator seeded with ``seed`` (reproducible within a run, not across a resume).
+    """
+
+    grads = "all"
+
+    def __init__(self, tasks: Sequence[str], weights: Optional[Weights] = None, seed: int = 0) -> None:
+        super().__init__(tasks, weights)
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def combine(self, grads: Grads) -> Optional[list[Optional[Tensor]]]:
+        present = self._check_names(grads, "grads")
+        if not present:
+            return None
+        n = {len(grads[t]) for t in present}
+        if len(n) != 1:
+            raise ValueError(f"pcgrad: tasks have different numbers of parameter gradients {sorted(n)}")
+        # reference tensor per parameter (None where no task reaches it)
+        ref = [next((grads[t][p] for t in present if grads[t][p] is not None), None) for p in range(n.pop())]
+        used = [p for p, r in enumerate(ref) if r is not None]
+        if not used:
+            return [None] * len(ref)
+        flats = []  # K x [N]: weighted task gradient over the used parameters
+        for t in present:
+            parts = [grads[t][p] if grads[t][p] is not None else torch.zeros_like(ref[p]) for p in used]
+            flats.append(self.static[t] * torch.cat([g.reshape(-1) for g in parts]))
+        total = torch.stack(pcgrad_project(flats, generator=self.generator)).sum(0)  # [N]
+        out: list[Optional[Tensor]] = [None] * len(ref)
+        for p, c in zip(used, total.split([ref[p].numel() for p in used])):
+            out[p] = c.view_as(ref[p]).to(ref[p].dtype)
+        return out
+
+
+def list_weightings() -> list[str]:
+    """Names of every registered loss weighting, sorted."""
+    return WEIGHTINGS.names()
+
+
+def weighting_options(name: str) -> dict[str, Any]:
+    """The options of weighting ``name`` and their defaults (from its constructor's signature)."""
+    sig = inspect.signature(WEIGHTINGS.get(name).__init__)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    skip = ("self", "tasks", "weights")
+    return {p.name: p.default for p in sig.parameters.values() if p.kind in kinds and p.name not in skip}
+
+
+def build_weighting(
+    name: str, tasks: Sequence[str], weights: Optional[Weights] = None, **options: Any
+) -> LossWeighting:
+    """Build the weighting registered as ``name``; an unknown option is a TypeError naming the valid ones."""
+    cls = WEIGHTINGS.get(name)
+    valid = weighting_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise TypeError(f"loss weighting {name!r} got unknown option(s) {unknown}; valid: {sorted(valid) or 'none'}")
+    return cls(tasks, weights, **options)

@@ -1,0 +1,88 @@
+"""The task contract: a task turns the ``tasks.<name>`` config block into a head, a loss, predictions
+and a metric. Tasks hold no parameters themselves: their heads live in ``FusionModel.heads[<name>]``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, NamedTuple, Optional, Sequence
+
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, Metric
+
+from mmfuse.registry import Registry
+
+
+@dataclass
+class TaskContext:
+    """What the data tells the heads (sizes are never typed twice in YAML).
+
+    Attributes:
+        dim: the fusion's output size.
+        answers: the answer vocabulary (classifier unit ``i`` ↔ ``answers[i]``).
+        answer_types, question_types: every type in the data.
+        answer_words: the answer generator's word vocabulary (without special tokens).
+    """
+
+    dim: int
+    answers: Sequence[str] = ()
+    answer_types: Sequence[str] = ()
+    question_types: Sequence[str] = ()
+    answer_words: Sequence[str] = field(default_factory=list)
+
+
+class TaskResult(NamedTuple):
+    """One task's output on one batch.
+
+    Attributes:
+        loss: scalar loss over the batch's labelled rows (None when the task has nothing to learn
+            from this batch, e.g. no labelled row).
+        predictions: answer strings per question (answer tasks, when predicting), else None.
+        correct: ``[N]`` 0/1 per scored item (accuracy tasks), else None.
+    """
+
+    loss: Optional[Tensor]
+    predictions: Optional[list[str]] = None
+    correct: Optional[Tensor] = None
+
+
+class Task:
+    """Base class. Subclasses set ``name`` and ``answers`` (True: predictions are answer strings scored
+    with the VQA metric) and implement :meth:`build_head` and :meth:`run`."""
+
+    name: ClassVar[str] = ""
+    answers: ClassVar[bool] = False
+
+    def __init__(self, spec: Mapping[str, Any], ctx: TaskContext) -> None:
+        self.spec, self.ctx = dict(spec), ctx
+
+    @property
+    def weight(self) -> float:
+        return float(self.spec.get("weight", 1.0))
+
+    def build_head(self) -> nn.Module:
+        raise NotImplementedError
+
+    def run(self, head: nn.Module, out: Mapping[str, Any], batch: Mapping[str, Any], model: nn.Module,
+            predict: bool) -> TaskResult:
+        """Loss (and, with ``predict``, predictions) of this task on ``batch``.
+
+        ``out`` is ``FusionModel.forward``'s dict (fusion output, encodings, classifier logits).
+        """
+        raise NotImplementedError
+
+    def make_metric(self) -> Metric:
+        """A fresh metric; accuracy tasks average their ``correct`` values."""
+        return MeanMetric()
+
+
+TASKS: Registry[type[Task]] = Registry("task")
+
+
+def list_tasks() -> list[str]:
+    """Names of every registered task."""
+    return TASKS.names()
+
+
+def labelled_rows(batch: Mapping[str, Any]) -> list[int]:
+    """Rows with at least one ground-truth answer (unlabelled test-server rows only get predictions)."""
+    return [i for i, a in enumerate(batch["answers"]) if a]
