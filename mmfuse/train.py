@@ -19,7 +19,8 @@ from mmfuse.callbacks import SpeedMonitor
 from mmfuse.config import save_config, to_container
 from mmfuse.data.datamodule import VQADataModule
 from mmfuse.data.schema import QARecord
-from mmfuse.data.tokenizer import tokenizer_to_json
+from mmfuse.data.tokenizer import tokenizer_from_json, tokenizer_to_json
+from mmfuse.data.vocab import AnswerVocab
 from mmfuse.evaluation.run import evaluate, finish_evaluation, training_targets
 from mmfuse.systems import SupervisedSystem
 from mmfuse.utils import write_json
@@ -94,7 +95,7 @@ def train(cfg: DictConfig, fusion: Optional[nn.Module] = None,
     L.seed_everything(cfg.seed, workers=True)
     run_dir = make_run_dir(cfg)
     save_config(cfg, run_dir / "config.yaml")
-    dm = build_datamodule(cfg, run_dir)
+    dm = build_datamodule(cfg, run_dir, **_resumed_vocabularies(cfg.resume))
     dm.records.update(records or {})
     dm.prepare()
     for split in ("train", "val", "test"):
@@ -143,6 +144,19 @@ def train(cfg: DictConfig, fusion: Optional[nn.Module] = None,
     if dm.skipped:
         log.warning("skipped %d question(s) with unreadable images: %s", sum(dm.skipped.values()), dm.skipped)
     return result
+
+
+def _resumed_vocabularies(resume: Optional[str]) -> dict[str, Any]:
+    """A resumed run keeps its checkpoint's tokenizer and vocabularies: training a WordPiece tokenizer
+    again may number tied tokens differently, which would scramble the trained embeddings."""
+    if not resume:
+        return {}
+    ckpt = torch.load(resume, map_location="cpu", weights_only=False, mmap=True)
+    hp = ckpt["hyper_parameters"]
+    if ckpt.get("mmfuse_tokenizer") is None:
+        raise ValueError(f"{resume}: checkpoint holds no tokenizer (not written by mmfuse.train?)")
+    return {"vocab": AnswerVocab(hp["answers"]), "tokenizer": tokenizer_from_json(ckpt["mmfuse_tokenizer"]),
+            "answer_words": hp.get("answer_words")}
 
 
 def _evaluate_test(run_dir: Path, dm: VQADataModule, predictions: list[dict[str, Any]], cfg: DictConfig,

@@ -82,12 +82,14 @@ class VQADataModule(L.LightningDataModule):
         tokenizer_vocab_size: WordPiece vocabulary size when training a tokenizer.
         run_dir: where the vocabulary and tokenizer are saved (None: not saved).
         seed: seed of the sampler and augmentation.
-        vocab, tokenizer: reuse these (evaluation) instead of building them from train.
+        vocab, tokenizer, answer_words: reuse these (evaluation, resume) instead of building them from train.
+        answer_min_count: answer words seen fewer times become [UNK] (``tasks.answer_generation.min_word_count``).
     """
 
     def __init__(self, data: DictConfig, img_size: Optional[tuple[int, int]] = None, text_pretrained: Optional[str] = None,
                  tokenizer_vocab_size: int = 1000, run_dir: Optional[Path] = None, seed: int = 0,
-                 vocab: Optional[AnswerVocab] = None, tokenizer: Any = None, answer_min_count: int = 1) -> None:
+                 vocab: Optional[AnswerVocab] = None, tokenizer: Any = None, answer_min_count: int = 1,
+                 answer_words: Optional[list[str]] = None) -> None:
         super().__init__()
         self.cfg, self.seed = data, seed
         self.img_size = tuple(img_size) if img_size is not None else None  # set before building tensors
@@ -95,7 +97,7 @@ class VQADataModule(L.LightningDataModule):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.answer_min_count = answer_min_count
         self.vocab, self.tokenizer = vocab, tokenizer
-        self.answer_words: Optional[list[str]] = None  # the answer generator's word vocabulary
+        self.answer_words = answer_words  # the answer generator's word vocabulary (None: built from train)
         self.specs = dataset_specs(data)
         self.records: dict[str, list[QARecord]] = {}  # every dataset's questions of a split, concatenated
         self.by_dataset: dict[str, dict[str, list[QARecord]]] = {s.name: {} for s in self.specs}
@@ -153,9 +155,9 @@ class VQADataModule(L.LightningDataModule):
         if self.vocab is None:
             av = self.cfg.answer_vocab
             self.vocab = AnswerVocab.from_records(self.split_records("train"), av.top_k, av.min_count)
-            if self.run_dir is not None:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                self.vocab.save(self.run_dir / "answers.json")
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.vocab.save(self.run_dir / "answers.json")
         if self.answer_words is None:
             answers = (a for r in self.split_records("train") for a in r.answers)
             self.answer_words = AnswerTokenizer.from_answers(answers, self.answer_min_count).words

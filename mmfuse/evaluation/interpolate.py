@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 import mmfuse
+from mmfuse.config import complete_config
 from mmfuse.utils import write_json
 from mmfuse.viz.figures import DPI
 
@@ -187,7 +188,7 @@ def config_from_checkpoint(path: str | Path, overrides: Iterable[str] = ()) -> D
     ``overrides`` on top (a temp YAML, because the checkpoint's folder may be read-only)."""
     saved = load_checkpoint(path, mmap=True)["hyper_parameters"]["cfg"]  # mmap: skip reading the weights
     with tempfile.TemporaryDirectory() as tmp:
-        OmegaConf.save(OmegaConf.create(saved), Path(tmp) / "run.yaml")
+        OmegaConf.save(OmegaConf.create(complete_config(saved)), Path(tmp) / "run.yaml")  # older checkpoints too
         return mmfuse.load_config([Path(tmp) / "run.yaml"], list(overrides))
 
 
