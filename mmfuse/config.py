@@ -181,6 +181,13 @@ def _check_tasks(cfg: DictConfig) -> None:
         for k in ("name", "source"):
             if not entry.get(k):
                 raise ConfigError(f"config key '{where}.{k}' is required")
+        from mmfuse.data.sources import list_sources
+
+        if entry.source not in list_sources():
+            raise ConfigError(f"config key '{where}.source' is {entry.source!r}; valid choices: {', '.join(list_sources())}")
+        vf = entry.get("val_fraction")
+        if vf is not None and (isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 <= vf < 1):
+            raise ConfigError(f"config key '{where}.val_fraction' is {vf!r}; expected a number in [0, 1)")
         if not str(entry.name).replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"config key '{where}.name' is {entry.name!r}; use letters, digits, '_' or '-'")
         names.append(entry.name)

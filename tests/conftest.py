@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,13 @@ def make_jsonl_dataset(root: Path, n_images: int = 12, seed: int = 0) -> dict[st
 @pytest.fixture
 def jsonl_data(tmp_path: Path) -> dict[str, Path]:
     return make_jsonl_dataset(tmp_path / "data")
+
+
+def run_tool(*args: str) -> str:
+    """Run a script of this repository as a user would (``python tools/...``); its stdout, or fail with its output."""
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
 
 
 def jsonl_overrides(files: dict[str, Path], run_dir: Path) -> list[str]:

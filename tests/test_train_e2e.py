@@ -1,21 +1,13 @@
 """End to end, as a user runs it: tools/train.py then tools/evaluate.py on a tiny generated dataset."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import mmfuse
 from mmfuse.data.sources import DataError
-from tests.conftest import REPO, TINY, jsonl_overrides
-
-
-def run_tool(*args: str) -> str:
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
+from tests.conftest import TINY, jsonl_overrides, run_tool
 
 
 def test_train_then_evaluate_reproduces_test_accuracy(jsonl_data: dict, tmp_path: Path) -> None:

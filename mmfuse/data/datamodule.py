@@ -53,7 +53,7 @@ def dataset_specs(data: Any) -> list[DatasetSpec]:
         return [DatasetSpec(str(data.source), str(data.source), data.root, data.train, data.val, data.test,
                             float(data.val_fraction))]
     return [DatasetSpec(str(e["name"]), str(e["source"]), e.get("root"), e.get("train"), e.get("val"), e.get("test"),
-                        float(e.get("val_fraction") or data.val_fraction),
+                        float(data.val_fraction if e.get("val_fraction") is None else e["val_fraction"]),
                         tuple(e["tasks"]) if e.get("tasks") else None) for e in data.mixture]
 
 

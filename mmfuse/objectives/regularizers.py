@@ -17,7 +17,7 @@ their penalty would be a constant, so pass live parameters, not a ``state_dict``
 from __future__ import annotations
 
 import fnmatch
-from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Callable, Iterable, Mapping, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -93,7 +93,7 @@ def snapshot(named_params: NamedParams) -> dict[str, Tensor]:
 
 
 def l2_sp(
-    named_params: NamedParams, reference: Mapping[str, Tensor], lam: float = 1.0, exclude: Exclude = None
+    named_params: NamedParams, reference: NamedParams, lam: float = 1.0, exclude: Exclude = None
 ) -> Tensor:
     """L2-SP (Li, Grandvalet & Davoine 2018): ``λ·Σ_θ ||θ - θ⁰||²`` toward the starting point.
 
@@ -102,7 +102,9 @@ def l2_sp(
     excludes NOTHING: the paper pulls every pretrained (shared) weight, biases included, back to
     its start. New layers absent from ``reference`` are not covered (the paper gives them plain
     L2; use :func:`l2_penalty` for that). Exactly 0 at ``θ⁰``. A shape mismatch is a ValueError.
+    ``reference`` is a mapping name → tensor or (name, tensor) pairs (e.g. a ``state_dict``).
     """
+    reference = dict(reference.items()) if isinstance(reference, Mapping) else dict(reference)
     items = select_parameters(named_params, exclude if exclude is not None else (lambda _n, _p: False))
     items = [(n, p) for n, p in items if n in reference]
     total = _zero(items)
