@@ -65,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", default=None, help=f"rows to run (default all): {', '.join(ROWS)}")
     p.add_argument("overrides", nargs="*", help="key=value overrides for every row")
     args = p.parse_args(argv)
+    if args.only:  # argparse hands key=value words after --only to it: they are overrides
+        args.overrides += [o for o in args.only if "=" in o]
+        args.only = [o for o in args.only if "=" not in o]
+        unknown = sorted(set(args.only) - set(ROWS))
+        if unknown:
+            p.error(f"unknown row(s) {unknown}; rows: {', '.join(ROWS)}")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     done_path = out / "table.json"
