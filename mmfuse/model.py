@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -73,12 +73,13 @@ class FusionModel(nn.Module):
 
 def build_model(model_cfg: Mapping[str, Any], num_answers: Optional[int] = None, text_vocab_size: Optional[int] = None,
                 pad_token_id: int = 0, fusion: Optional[nn.Module] = None,
-                heads: Optional[Mapping[str, nn.Module]] = None) -> FusionModel:
+                heads: Union[Mapping[str, nn.Module], Callable[[], Mapping[str, nn.Module]], None] = None) -> FusionModel:
     """Build a :class:`FusionModel` from the ``model`` config node (or the whole config).
 
     Sizes flow one way: encoders report ``out_dim`` → the fusion gets ``in_dims`` and
     ``dim`` → heads get ``dim`` and their sizes from the data. ``heads`` are normally built by the
-    tasks (:func:`mmfuse.tasks.build_heads`, what the systems do); without them, ``num_answers``
+    tasks (:func:`mmfuse.tasks.build_heads`, what the systems do), or a callable returning them, called
+    after the encoders and fusion so the parameters are initialised in that order; without them, ``num_answers``
     gives a lone ``vqa`` answer classifier with the ``tasks.vqa`` defaults. Pass ``fusion`` to use a
     built module instead of ``model.fusion.name``.
     """
@@ -93,6 +94,8 @@ def build_model(model_cfg: Mapping[str, Any], num_answers: Optional[int] = None,
     if fusion is None:
         in_dims = {"text": text.out_dim, "image": image.out_dim}
         fusion = build_fusion(f["name"], in_dims, f["dim"], **dict(f["hparams"]))
+    if callable(heads):
+        heads = heads()
     if heads is None:
         if num_answers is None:
             raise ValueError("build_model needs heads (mmfuse.tasks.build_heads) or num_answers")
