@@ -133,11 +133,12 @@ def interpolate_state_dicts(a: Mapping[str, Tensor], b: Mapping[str, Tensor], al
 
 def _number(token: str, text: str) -> float:
     try:
-        if math.isfinite(value := float(token)):
-            return value
+        value = float(token)
     except ValueError:
-        pass
-    raise ValueError(f"alphas {text!r}: {token!r} is not a finite number")
+        value = math.nan  # reported below with the finiteness check
+    if not math.isfinite(value):
+        raise ValueError(f"alphas {text!r}: {token!r} is not a finite number")
+    return value
 
 
 def parse_alphas(text: str) -> list[float]:

@@ -3,6 +3,7 @@ and a metric. Tasks hold no parameters themselves: their heads live in ``FusionM
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, NamedTuple, Optional, Sequence
 
@@ -45,7 +46,7 @@ class TaskResult(NamedTuple):
     correct: Optional[Tensor] = None
 
 
-class Task:
+class Task(ABC):
     """Base class. Subclasses set ``name`` and ``answers`` (True: predictions are answer strings scored
     with the VQA metric) and implement :meth:`build_head` and :meth:`run`."""
 
@@ -59,16 +60,17 @@ class Task:
     def weight(self) -> float:
         return float(self.spec.get("weight", 1.0))
 
+    @abstractmethod
     def build_head(self) -> nn.Module:
-        raise NotImplementedError
+        """This task's head, sized from ``self.ctx`` and ``self.spec``."""
 
+    @abstractmethod
     def run(self, head: nn.Module, out: Mapping[str, Any], batch: Mapping[str, Any], model: nn.Module,
             predict: bool) -> TaskResult:
         """Loss (and, with ``predict``, predictions) of this task on ``batch``.
 
         ``out`` is ``FusionModel.forward``'s dict (fusion output, encodings, classifier logits).
         """
-        raise NotImplementedError
 
     def make_metric(self) -> Metric:
         """A fresh metric; accuracy tasks average their ``correct`` values."""

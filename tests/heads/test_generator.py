@@ -16,14 +16,6 @@ D, V, L = 16, 9, 5  # dim, vocab (4 specials + 5 words), max_length
 PAD, BOS, EOS = 0, 1, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_fused(batch: int = 3, with_tokens: bool = True, seed: int = 0, dim: int = D, n: int = 4) -> FusionOutput:
     g = torch.Generator().manual_seed(seed)
     pooled = torch.randn(batch, dim, generator=g)
