@@ -68,7 +68,7 @@ class SupervisedSystem(L.LightningModule):
         self.set_answer_types(answer_types, question_types)
         self.tokenizer_json: Optional[str] = None  # restored from / written to checkpoints
         self.predictions: list[dict[str, Any]] = []
-        self._epoch_losses: dict[str, list[float]] = {}
+        self._epoch_losses: dict[str, list[Any]] = {}  # task -> [loss sum, steps] this epoch
 
     def set_answer_types(self, answer_types: Sequence[str], question_types: Sequence[str] = ()) -> None:
         """(Re)create the metrics (per stage × task, and × dataset when there are several)."""
@@ -107,8 +107,8 @@ class SupervisedSystem(L.LightningModule):
         if stage == "train":
             for name, w in weights.items():
                 self.log(f"weight/{name}", float(w), on_epoch=True, on_step=False, batch_size=n)
-                acc = self._epoch_losses.setdefault(name, [0.0, 0])
-                acc[0], acc[1] = acc[0] + float(losses[name].detach()), acc[1] + 1
+                acc = self._epoch_losses.setdefault(name, [0.0, 0])  # a tensor sum: no device sync per step
+                acc[0], acc[1] = acc[0] + losses[name].detach().float(), acc[1] + 1
             self.task_grads.step(losses, weights, self.global_step)
             for key, term in self.regularization(self.model).items():
                 total = total + term
@@ -161,7 +161,8 @@ class SupervisedSystem(L.LightningModule):
         self._epoch_end("train")
         means = {}
         for name, (total, count) in self._epoch_losses.items():
-            t = torch.tensor([total, float(count)], device=self.device)
+            t = torch.stack([torch.as_tensor(total, dtype=torch.float32, device=self.device).reshape(()),
+                             torch.tensor(float(count), device=self.device)])
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.all_reduce(t)  # every process must agree on DWA's weights
             means[name] = float(t[0] / t[1].clamp(min=1))
