@@ -21,7 +21,7 @@ from mmfuse.data.datamodule import VQADataModule
 from mmfuse.data.schema import QARecord
 from mmfuse.data.tokenizer import tokenizer_from_json, tokenizer_to_json
 from mmfuse.data.vocab import AnswerVocab
-from mmfuse.evaluation.run import evaluate, finish_evaluation, training_targets
+from mmfuse.evaluation.run import evaluate, finish_datasets, training_targets
 from mmfuse.systems import SupervisedSystem
 from mmfuse.utils import write_json
 
@@ -118,7 +118,7 @@ def train(cfg: DictConfig, fusion: Optional[nn.Module] = None,
     fit_s = time.perf_counter() - start
     best = ckpt.best_model_path or None
     test = trainer.test(system, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
-    evaluation = _evaluate_test(run_dir, dm, system.predictions, cfg, best)
+    evaluation = finish_datasets(run_dir / "eval_test", dm, system.predictions, cfg, "test", best)
     if len(system.active) > 1:
         from mmfuse.viz.multitask import write_multitask_plot
 
@@ -157,24 +157,6 @@ def _resumed_vocabularies(resume: Optional[str]) -> dict[str, Any]:
         raise ValueError(f"{resume}: checkpoint holds no tokenizer (not written by mmfuse.train?)")
     return {"vocab": AnswerVocab(hp["answers"]), "tokenizer": tokenizer_from_json(ckpt["mmfuse_tokenizer"]),
             "answer_words": hp.get("answer_words")}
-
-
-def _evaluate_test(run_dir: Path, dm: VQADataModule, predictions: list[dict[str, Any]], cfg: DictConfig,
-                   best: Optional[str]) -> dict[str, Any]:
-    """``<run>/eval_test/`` for one dataset; with several, ``eval_test/<dataset>/`` each (question ids are
-    only unique within a dataset) and the first dataset's result returned."""
-    if len(dm.specs) == 1:
-        return finish_evaluation(run_dir / "eval_test", dm.records["test"], predictions, cfg, "test", best,
-                                 dm.records["train"])
-    results = []
-    for spec in dm.specs:
-        records = dm.dataset_records(spec.name, "test")
-        if records:
-            preds = [{"question_id": p["question_id"], "answer": p["answer"]} for p in predictions
-                     if p.get("dataset") == spec.name]
-            results.append(finish_evaluation(run_dir / "eval_test" / spec.name, records, preds, cfg, "test", best,
-                                             dm.dataset_records(spec.name, "train"), extra={"dataset": spec.name}))
-    return results[0]
 
 
 def load_system(checkpoint: str, fusion: Optional[nn.Module] = None) -> SupervisedSystem:

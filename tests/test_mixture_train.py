@@ -123,3 +123,18 @@ def test_unknown_mixture_source_is_a_config_error() -> None:
 def test_mixture_val_fraction_zero_is_kept(two: dict) -> None:
     cfg = load_config(TINY, ["tasks.active=[vqa,answer_type]", mixture(two, val_fraction="0.0")])
     assert dataset_specs(cfg.data)[0].val_fraction == 0.0
+
+
+def test_evaluate_scores_each_dataset_of_a_mixture_checkpoint(two: dict, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    exp = write_experiment(tmp_path / "mix.yaml", two, "proportional")
+    result = mmfuse.train(mmfuse.load_config([TINY, exp], [f"run_dir={run}", "trainer.logger=none"]))
+    out = tmp_path / "ev"
+    cfg = mmfuse.load_config([TINY, exp], [f"eval.checkpoint={result['best_checkpoint']}", f"eval.output={out}",
+                                           "trainer.logger=none"])
+    ev = mmfuse.evaluate(cfg)
+    assert set(ev["datasets"]) == {"a", "b"} and not (out / "metrics.json").exists()
+    for name in ("a", "b"):  # the same answers as the test stage of training, dataset by dataset
+        assert (json.loads((out / name / "predictions.json").read_text())
+                == json.loads((run / "eval_test" / name / "predictions.json").read_text()))
+        assert ev["datasets"][name] == json.loads((out / name / "metrics.json").read_text())["accuracy"]["overall"]

@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_summary(result: dict) -> None:
     """The table a user reads: overall and per answer type, with 95% bootstrap intervals."""
+    if "datasets" in result:  # data.mixture: one folder per dataset; the table is the first one's
+        print("\n" + "\n".join(f"dataset {n}: {acc:.2f}%" for n, acc in result["datasets"].items()))
+        print(f"(table: dataset {result['dataset']})")
     print(f"\n{result['split']} split, {result['num_questions']} questions, checkpoint {result['checkpoint']}")
     print(format_table(result["accuracy"]))
     if line := leakage_line(result["leakage"], result["split"]):

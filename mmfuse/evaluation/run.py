@@ -54,6 +54,29 @@ def finish_evaluation(out_dir: Path, records: Sequence[QARecord], predictions: S
     return metrics
 
 
+def finish_datasets(out_dir: Path, dm: Any, predictions: Sequence[Mapping[str, Any]], cfg: DictConfig, split: str,
+                    checkpoint: Optional[str], with_train: bool = True,
+                    extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """:func:`finish_evaluation` for a data module's split: into ``out_dir`` for one dataset; with
+    several (``data.mixture``), into ``out_dir/<dataset>/`` each, since question ids are only unique
+    within a dataset. Returns the first dataset's metrics plus ``"datasets"``: name → overall accuracy."""
+    if len(dm.specs) == 1:
+        train = _train_records(dm, split) if with_train else None
+        return finish_evaluation(out_dir, dm.records[split], predictions, cfg, split, checkpoint, train, extra)
+    results: dict[str, dict[str, Any]] = {}
+    for spec in dm.specs:
+        records = dm.dataset_records(spec.name, split)
+        if not records:
+            continue
+        preds = [{"question_id": p["question_id"], "answer": p["answer"]} for p in predictions
+                 if p.get("dataset") == spec.name]
+        train = dm.dataset_records(spec.name, "train") if with_train else None
+        results[spec.name] = finish_evaluation(out_dir / spec.name, records, preds, cfg, split, checkpoint, train,
+                                               {**(extra or {}), "dataset": spec.name})
+    first = next(iter(results.values()))
+    return {**first, "datasets": {name: r["accuracy"]["overall"] for name, r in results.items()}}
+
+
 def training_targets(cfg: DictConfig) -> str:
     """The training-target convention, in words (recorded next to every accuracy)."""
     if "vqa" not in cfg.tasks.active:
@@ -100,8 +123,7 @@ def evaluate(cfg: DictConfig, fusion: Optional[nn.Module] = None, report: Option
                           tokenizer=tokenizer_from_json(system.tokenizer_json))
     dm.img_size = system.model.image_size
     split = cfg.eval.split
-    records = dm.split_records(split)
-    train_records = _train_records(dm, split)
+    dm.split_records(split)
     hp = system.hparams
     system.set_answer_types(sorted(set(hp.answer_types) | set(dm.types("answer_type"))),
                             sorted(set(hp.get("question_types", ())) | set(dm.types("question_type"))))
@@ -110,13 +132,12 @@ def evaluate(cfg: DictConfig, fusion: Optional[nn.Module] = None, report: Option
             raise ConfigError(f"eval.task={cfg.eval.task!r} but the checkpoint trained {system.active}")
         system.prediction_task = cfg.eval.task
     loader = dm.loader(split)  # builds the split; unreadable images may drop records (skip_bad_records)
-    records = dm.records[split]
     trainer = _trainer(cfg, run_dir, [], logger=False)
     lightning = trainer.test(system, dataloaders=loader, verbose=False)[0]
     out_dir = Path(cfg.eval.output) if cfg.eval.output else run_dir / f"eval_{split}"
-    metrics = finish_evaluation(out_dir, records, system.predictions, cfg, split, str(ckpt_path), train_records,
-                                extra={"skipped_bad_records": dict(dm.skipped),
-                                       "lightning": {k: float(v) for k, v in lightning.items()}})
+    metrics = finish_datasets(out_dir, dm, system.predictions, cfg, split, str(ckpt_path),
+                              extra={"skipped_bad_records": dict(dm.skipped),
+                                     "lightning": {k: float(v) for k, v in lightning.items()}})
     if cfg.eval.report if report is None else report:
         from mmfuse.evaluation.report import write_report
 
