@@ -103,8 +103,10 @@ def test_exact_match_uses_majority_normalised_answer() -> None:
     gts = [["blue", "Red", "blue", "red."], ["red", "blue", "blue", "red"], ["2"] * 3 + ["1"] * 7, []]
     em = get_reward("exact_match")
     # row 0: "blue" x2 vs "red" x2 (after normalising) -> tie -> first given ("blue")
-    torch.testing.assert_close(em(["the blue", "red", "two", "x"], {"answers": gts}), torch.tensor([1.0, 1.0, 0.0, 0.0]))
-    torch.testing.assert_close(em(["RED", "blue", "1", ""], {"answers": gts}), torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    got = em(["the blue", "red", "two", "x"], {"answers": gts})
+    torch.testing.assert_close(got, torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    got = em(["RED", "blue", "1", ""], {"answers": gts})
+    torch.testing.assert_close(got, torch.tensor([0.0, 0.0, 1.0, 0.0]))
 
 
 def test_user_callable_passes_through_and_registration() -> None:
