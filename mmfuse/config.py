@@ -153,6 +153,7 @@ MIXTURE_KEYS = ("name", "source", "root", "train", "val", "test", "tasks", "val_
 
 def _check_tasks(cfg: DictConfig) -> None:
     """``tasks.active`` names known tasks; weighting options exist; mixture entries are well formed."""
+    from mmfuse.data.sources import list_sources
     from mmfuse.objectives.multitask import weighting_options
     from mmfuse.tasks import list_tasks
 
@@ -181,8 +182,6 @@ def _check_tasks(cfg: DictConfig) -> None:
         for k in ("name", "source"):
             if not entry.get(k):
                 raise ConfigError(f"config key '{where}.{k}' is required")
-        from mmfuse.data.sources import list_sources
-
         if entry.source not in list_sources():
             raise ConfigError(f"config key '{where}.source' is {entry.source!r}; valid choices: {', '.join(list_sources())}")
         vf = entry.get("val_fraction")

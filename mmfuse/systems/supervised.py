@@ -74,9 +74,13 @@ class SupervisedSystem(L.LightningModule):
         """(Re)create the metrics (per stage × task, and × dataset when there are several)."""
         for task in self.tasks.values():
             task.ctx.answer_types, task.ctx.question_types = list(answer_types), list(question_types)
-        keys = [(s, t, d) for s in STAGES for t in self.active for d in [None, *(self.datasets if len(self.datasets) > 1 else [])]]
+        keys = [(s, t, d) for s in STAGES for t in self.active for d in self._dataset_slots()]
         # ModuleDict keys must not shadow nn.Module attributes ("train"), hence the suffixes.
         self.metrics = nn.ModuleDict({self._key(*k): self.tasks[k[1]].make_metric() for k in keys})
+
+    def _dataset_slots(self) -> list[Optional[str]]:
+        """None (all datasets together), then each dataset when there are several."""
+        return [None, *(self.datasets if len(self.datasets) > 1 else [])]
 
     @staticmethod
     def _key(stage: str, task: str, dataset: Optional[str] = None) -> str:
@@ -93,8 +97,7 @@ class SupervisedSystem(L.LightningModule):
         n = len(batch["question_id"])
         losses: dict[str, Tensor] = {}
         for name in names:
-            # generating answers costs a decoding loop: only when they are scored (val/test)
-            predict = stage != "train" or self.tasks[name].answers and name != "answer_generation"
+            predict = stage != "train" or self.tasks[name].predict_in_training
             result = self.tasks[name].run(self.model.heads[name], out, batch, self.model, predict)
             if result.loss is not None:
                 losses[name] = result.loss
@@ -137,7 +140,7 @@ class SupervisedSystem(L.LightningModule):
     def _epoch_end(self, stage: str) -> None:
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
         for name in self.active:
-            for dataset in [None, *(self.datasets if len(self.datasets) > 1 else [])]:
+            for dataset in self._dataset_slots():
                 metric = self.metrics[self._key(stage, name, dataset)]
                 if not metric.update_called and not dist:
                     continue

@@ -66,8 +66,10 @@ class TaskGradients:
             if combined is not None:
                 self.delta = []
                 for i, c in enumerate(combined):
-                    plain = [weights[t] * g[i] for t, g in grads.items() if g[i] is not None]
-                    self.delta.append(None if c is None else c - torch.stack(plain).sum(0) if plain else c)
+                    plain = [weights[t] * g[i] for t, g in grads.items() if g[i] is not None]  # Σ_t w_t g_t
+                    if c is not None and plain:
+                        c = c - torch.stack(plain).sum(0)
+                    self.delta.append(c)
 
     def apply(self, scale: float = 1.0) -> None:
         """After the backward: shared ``.grad += scale·(combined − Σ w_t g_t)`` (``scale``: AMP loss scale).

@@ -52,6 +52,7 @@ class Task(ABC):
 
     name: ClassVar[str] = ""
     answers: ClassVar[bool] = False
+    predict_in_training: ClassVar[bool] = True  # False: predictions cost too much to score every training step
 
     def __init__(self, spec: Mapping[str, Any], ctx: TaskContext) -> None:
         self.spec, self.ctx = dict(spec), ctx

@@ -31,6 +31,7 @@ class AnswerGenerationTask(Task):
     the common generative recipe) and the decoding used for validation/test predictions."""
 
     name, answers = "answer_generation", True
+    predict_in_training = False  # decoding is a loop over tokens: predictions only when scored (val/test)
 
     def __init__(self, spec: Mapping[str, Any], ctx: TaskContext) -> None:
         super().__init__(spec, ctx)
