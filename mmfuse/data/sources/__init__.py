@@ -1,14 +1,15 @@
 """Data sources: registered loaders that turn one dataset split into ``list[QARecord]``.
 
-Built-in sources: ``easy_vqa`` (the pip package), ``jsonl`` (generic custom
-format) and ``vqav2`` (official VQAv2 JSON + COCO images). Use
-:func:`load_records` to load a split and :func:`register_source` to add one.
+Built-in sources: ``easy_vqa`` (the pip package), ``easy_vqa_noisy`` (easy-VQA
+with simulated noisy annotators), ``jsonl`` (generic custom format) and ``vqav2``
+(official VQAv2 JSON + COCO images). Use :func:`load_records` to load a split and
+:func:`register_source` to add one.
 """
 
 from __future__ import annotations
 
 # Imported for their side effect of registering the built-in sources.
-from mmfuse.data.sources import easy_vqa, jsonl, vqav2  # noqa: F401
+from mmfuse.data.sources import easy_vqa, easy_vqa_noisy, jsonl, vqav2  # noqa: F401
 from mmfuse.data.sources.base import (
     SOURCES,
     DataError,
