@@ -107,10 +107,14 @@ def train(cfg: DictConfig, fusion: Optional[nn.Module] = None,
     system.tokenizer_json = tokenizer_to_json(tok)
     dm.img_size = system.model.image_size
     ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor=cfg.checkpoint.monitor,
-                           mode=cfg.checkpoint.mode, save_last=cfg.checkpoint.save_last,
-                           filename="best-{epoch:02d}-{step}", auto_insert_metric_name=False)
+                           mode=cfg.checkpoint.mode, filename="best-{epoch:02d}-{step}", auto_insert_metric_name=False)
     speed = SpeedMonitor()
     callbacks: list[L.Callback] = [ckpt, speed]
+    if cfg.checkpoint.save_last:
+        # Lightning 2.6's save_last writes last.ckpt only when a best checkpoint is written at the same
+        # step, so it stops at the best epoch; a monitor-less callback rewrites it every epoch instead.
+        callbacks.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="last", monitor=None,
+                                         save_top_k=1, enable_version_counter=False))
     if cfg.trainer.logger != "none":
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     trainer = _trainer(cfg, run_dir, callbacks)

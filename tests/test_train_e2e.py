@@ -96,3 +96,19 @@ def test_weighted_sum_weights_logged_every_epoch_to_tensorboard(jsonl_data: dict
     assert len(w_img) == 2  # one value per epoch
     for a, b in zip(w_img, w_txt):
         assert abs(a.value + b.value - 1.0) < 1e-5  # softmax-normalised
+
+
+def test_last_checkpoint_is_the_last_epoch_even_when_the_best_is_earlier(jsonl_data: dict, tmp_path: Path) -> None:
+    # monitoring `epoch` with mode=min makes epoch 0 the best forever; Lightning 2.6's own save_last
+    # would then leave last.ckpt at epoch 0
+    import torch
+
+    cfg = mmfuse.load_config(TINY, jsonl_overrides(jsonl_data, tmp_path / "run") + [
+        "trainer.logger=none", "trainer.max_epochs=3", "checkpoint.monitor=epoch", "checkpoint.mode=min"])
+    result = mmfuse.train(cfg)
+    best = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=False)
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert best["epoch"] == 0 and last["epoch"] == 2
+    assert last["global_step"] == 3 * best["global_step"]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [Path(result["best_checkpoint"]).name,
+                                                                                    "last.ckpt"]
