@@ -42,6 +42,7 @@ def _choices() -> dict[str, Callable[[], list[str]]]:
     from mmfuse.data.sources import list_sources
     from mmfuse.fusion import list_fusions
     from mmfuse.objectives.multitask import list_weightings
+    from mmfuse.rl.rewards import list_rewards
 
     return {
         "data.source": list_sources,
@@ -57,6 +58,11 @@ def _choices() -> dict[str, Callable[[], list[str]]]:
         "trainer.logger": lambda: ["csv", "tensorboard", "none"],
         "checkpoint.mode": lambda: ["max", "min"],
         "eval.split": lambda: ["train", "val", "test"],
+        "stage": lambda: ["supervised", "rl"],
+        "rl.algorithm": lambda: ["ppo", "reinforce"],
+        "rl.reward": list_rewards,
+        "rl.truncation": lambda: ["terminal", "bootstrap"],
+        "rl.kl.estimator": lambda: ["k1", "k3"],
     }
 
 
@@ -139,6 +145,7 @@ def _check_choices(cfg: DictConfig) -> None:
         if aug not in AUGMENTATIONS:
             raise ConfigError(f"config key 'data.augment' has {aug!r}; valid choices: {', '.join(AUGMENTATIONS)}")
     _check_tasks(cfg)
+    _check_rl(cfg)
     from mmfuse.fusion import fusion_hparams
 
     valid_h = fusion_hparams(cfg.model.fusion.name)
@@ -146,6 +153,27 @@ def _check_choices(cfg: DictConfig) -> None:
         if k not in valid_h:
             raise ConfigError(f"config key 'model.fusion.hparams.{k}' is not an option of fusion "
                               f"{cfg.model.fusion.name!r}; valid options: {', '.join(sorted(valid_h)) or 'none'}")
+
+
+RL_TRAINABLE = ("generator", "fusion", "text", "image")
+
+
+def _check_rl(cfg: DictConfig) -> None:
+    rl = cfg.rl
+    for part in rl.train:
+        if part not in RL_TRAINABLE:
+            raise ConfigError(f"config key 'rl.train' has {part!r}; valid choices: {', '.join(RL_TRAINABLE)}")
+    for key in ("ppo_epochs", "minibatches"):
+        if rl[key] < 1:
+            raise ConfigError(f"config key 'rl.{key}' is {rl[key]}; expected an integer >= 1")
+    for key in ("temperature", "lr"):
+        if not rl[key] > 0:
+            raise ConfigError(f"config key 'rl.{key}' is {rl[key]}; expected a number > 0")
+    if not (0 <= rl.gamma <= 1 and 0 <= rl.lam <= 1):
+        raise ConfigError(f"config keys 'rl.gamma' and 'rl.lam' must be in [0, 1]; got {rl.gamma}, {rl.lam}")
+    if cfg.stage == "rl" and not rl.init_from:
+        raise ConfigError("stage=rl needs config key 'rl.init_from': a supervised checkpoint with an "
+                          "answer_generation head (train one with tasks.active=[answer_generation])")
 
 
 MIXTURE_KEYS = ("name", "source", "root", "train", "val", "test", "tasks", "val_fraction")

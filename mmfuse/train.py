@@ -22,7 +22,9 @@ from mmfuse.data.schema import QARecord
 from mmfuse.data.tokenizer import tokenizer_from_json, tokenizer_to_json
 from mmfuse.data.vocab import AnswerVocab
 from mmfuse.evaluation.run import evaluate, finish_datasets, training_targets
+from mmfuse.rl.rewards import RewardFn
 from mmfuse.systems import SupervisedSystem
+from mmfuse.systems.rl import RLSystem, rl_config
 from mmfuse.utils import write_json
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,8 @@ def _trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback], logger
         check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, limit_test_batches=t.limit_test_batches,
         enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic,
-        gradient_clip_val=cfg.optim.grad_clip or None, default_root_dir=str(run_dir),
+        # manual optimisation (RL) clips inside its own step; Lightning refuses gradient_clip_val there
+        gradient_clip_val=None if cfg.stage == "rl" else cfg.optim.grad_clip or None, default_root_dir=str(run_dir),
         logger=loggers or False, callbacks=[*callbacks, *progress_bar(cfg)],
     )
 
@@ -82,28 +85,40 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def train(cfg: DictConfig, fusion: Optional[nn.Module] = None,
-          records: Optional[dict[str, list[QARecord]]] = None) -> dict[str, Any]:
+          records: Optional[dict[str, list[QARecord]]] = None, reward: Optional[RewardFn] = None) -> dict[str, Any]:
     """Train on ``cfg``, test the best checkpoint, write ``metrics.json``; returns its content.
+
+    ``stage: supervised`` trains the active tasks; ``stage: rl`` fine-tunes the answer generator of
+    ``rl.init_from`` with PPO (its model, tasks, tokenizer and vocabularies are reused).
 
     Args:
         cfg: a config from :func:`mmfuse.load_config`.
         fusion: optional built fusion module replacing ``model.fusion.name`` (research code).
         records: optional ``{"train", "val", "test"}`` question lists used instead of loading
             ``cfg.data``'s splits (cross-validation folds).
+        reward: RL only: a callable ``(texts, batch) -> Tensor[B]`` replacing ``rl.reward``.
     """
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
+    rl = cfg.stage == "rl"
+    init: Optional[dict[str, Any]] = None
+    if rl:
+        cfg, init = rl_config(cfg)
     run_dir = make_run_dir(cfg)
     save_config(cfg, run_dir / "config.yaml")
-    dm = build_datamodule(cfg, run_dir, **_resumed_vocabularies(cfg.resume))
+    dm = build_datamodule(cfg, run_dir, **_resumed_vocabularies(cfg.resume or (cfg.rl.init_from if rl else None)))
     dm.records.update(records or {})
     dm.prepare()
     for split in ("train", "val", "test"):
         dm.split_records(split)
     tok = dm.tokenizer
-    system = SupervisedSystem(to_container(cfg), dm.vocab.answers, text_vocab_size=len(tok),
-                              pad_token_id=int(tok.pad_token_id or 0), answer_types=dm.types("answer_type"),
-                              question_types=dm.types("question_type"), fusion=fusion, answer_words=dm.answer_words)
+    kwargs: dict[str, Any] = {"reward": reward} if rl else {}
+    system = (RLSystem if rl else SupervisedSystem)(
+        to_container(cfg), dm.vocab.answers, text_vocab_size=len(tok), pad_token_id=int(tok.pad_token_id or 0),
+        answer_types=dm.types("answer_type"), question_types=dm.types("question_type"), fusion=fusion,
+        answer_words=dm.answer_words, **kwargs)
+    if init is not None and not cfg.resume:
+        system.load_supervised(init["state_dict"])
     system.tokenizer_json = tokenizer_to_json(tok)
     dm.img_size = system.model.image_size
     ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor=cfg.checkpoint.monitor,
@@ -164,6 +179,9 @@ def _resumed_vocabularies(resume: Optional[str]) -> dict[str, Any]:
 
 
 def load_system(checkpoint: str, fusion: Optional[nn.Module] = None) -> SupervisedSystem:
-    """A trained system from its checkpoint alone (config, vocabulary and tokenizer inside)."""
+    """A trained system from its checkpoint alone (config, vocabulary and tokenizer inside); an RL
+    checkpoint gives an :class:`RLSystem` (a SupervisedSystem: evaluated the same way)."""
     kwargs = {"fusion": fusion} if fusion is not None else {}
-    return SupervisedSystem.load_from_checkpoint(checkpoint, map_location="cpu", **kwargs)
+    hp = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("hyper_parameters", {})
+    cls = RLSystem if (hp.get("cfg") or {}).get("stage") == "rl" else SupervisedSystem
+    return cls.load_from_checkpoint(checkpoint, map_location="cpu", **kwargs)

@@ -177,6 +177,14 @@ class AnswerGenerator(nn.Module):
         mask = action_mask(tokens, self.eos_id, self.pad_id)
         return ScoredTokens(logp.masked_fill(~mask, 0.0), out.hidden, mask)
 
+    def states(self, fused: FusionOutput, tokens: Tensor) -> Tensor:
+        """Decoder states ``[B, T + 1, D]`` before each token of ``tokens [B, T]`` and after the last:
+        ``[:, :T]`` equals ``forward(fused, tokens).hidden``; ``[:, T]`` is the state after ``tokens[:, -1]``
+        (RL bootstraps the value of a truncated answer from it)."""
+        memory, ignore = self._memory(fused)
+        self._check_tokens(tokens, memory.shape[0])
+        return self._hidden(memory, ignore, torch.cat([tokens.new_full((tokens.shape[0], 1), self.bos_id), tokens], 1))
+
     def generate(self, fused: FusionOutput, strategy: str = "greedy", max_new_tokens: Optional[int] = None,
                  temperature: float = 1.0, top_k: int = 0, num_beams: int = 4,
                  generator: Optional[torch.Generator] = None, length_penalty: float = 0.0) -> Generation:

@@ -1,5 +1,6 @@
 """LightningModules."""
 
 from mmfuse.systems.supervised import SupervisedSystem
+from mmfuse.systems.rl import RLSystem  # noqa: E402 (after SupervisedSystem, which it extends)
 
-__all__ = ["SupervisedSystem"]
+__all__ = ["RLSystem", "SupervisedSystem"]

@@ -46,7 +46,7 @@ class SupervisedSystem(L.LightningModule):
                  pad_token_id: int = 0, answer_types: Sequence[str] = (), fusion: Optional[nn.Module] = None,
                  question_types: Sequence[str] = (), answer_words: Sequence[str] = ()) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["fusion"])
+        self.save_hyperparameters(ignore=["fusion", "reward"])  # objects, not config
         cfg = complete_config(cfg)
         self.cfg = cfg
         self.answers = list(answers)

@@ -1,0 +1,53 @@
+"""RL training curves: the mean score (reward before the KL term) and the KL to the reference per rollout
+batch, for one or several runs on shared axes (the README's PPO / REINFORCE comparison)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from mmfuse.viz.logs import read_lightning_logs  # noqa: E402
+
+PANELS = (("rl/score", "mean score (VQA accuracy of sampled answers)"), ("rl/kl", "KL to reference (nats / answer)"),
+          ("rl/entropy", "policy entropy (nats / token)"))
+
+
+def smooth(values: list[float], window: int) -> list[float]:
+    """Trailing moving average over ``window`` points (the first points average what there is)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def write_rl_curves(runs: Mapping[str, Path | str], path: Path | str, window: int = 10) -> Path:
+    """Plot ``PANELS`` against the rollout batch for each ``name -> run directory`` (its Lightning logs);
+    raw values faint, a ``window``-batch moving average solid. Returns ``path`` (PNG)."""
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.6), squeeze=False)
+    for i, (name, run_dir) in enumerate(runs.items()):
+        series = read_lightning_logs(run_dir)
+        color = f"C{i}"
+        for ax, (tag, label) in zip(axes[0], PANELS):
+            points = series.get(tag, [])
+            if not points:
+                continue
+            xs = list(range(1, len(points) + 1))  # one point per rollout batch
+            ys = [v for _, v in points]
+            ax.plot(xs, ys, color=color, alpha=0.2, linewidth=0.8)
+            ax.plot(xs, smooth(ys, window), color=color, label=name, linewidth=1.6)
+            ax.set_title(label, fontsize=10)
+            ax.set_xlabel("rollout batch")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,165 @@
+"""The RL stage end to end on a tiny model: PPO raises the probability of the answer a reward prefers,
+logs every step, keeps its reference frozen, and writes checkpoints that tools/evaluate.py scores."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import mmfuse
+from mmfuse.config import ConfigError
+from mmfuse.systems.rl import GENERATION, RLSystem, fuse_batch
+from mmfuse.train import _resumed_vocabularies, build_datamodule
+from mmfuse.viz.rl import smooth, write_rl_curves
+from tests.conftest import jsonl_overrides, make_jsonl_dataset, run_tool
+
+TINY = str(Path(__file__).parents[1] / "configs" / "tiny.yaml")
+PREFERRED = "circle"
+STEP_KEYS = ["rl/score", "rl/reward", "rl/kl", "rl/beta", "rl/policy_loss", "rl/value_loss", "rl/entropy",
+             "rl/approx_kl", "rl/clipfrac", "rl/explained_variance", "rl/answer_length", "rl/truncated"]
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A supervised generator (a few epochs on the tiny colour/shape data) to fine-tune."""
+    tmp = tmp_path_factory.mktemp("rl")
+    data = make_jsonl_dataset(tmp / "data")
+    cfg = mmfuse.load_config(TINY, jsonl_overrides(data, tmp / "sup") + [
+        "tasks.active=[answer_generation]", "trainer.logger=none", "trainer.max_epochs=2", "optim.lr=3e-3"])
+    return {"data": data, "ckpt": mmfuse.train(cfg)["best_checkpoint"], "tmp": tmp}
+
+
+def rl_cfg(start: dict[str, Any], run: Path, *extra: str) -> Any:
+    return mmfuse.load_config(TINY, jsonl_overrides(start["data"], run) + [
+        "stage=rl", f"rl.init_from={start['ckpt']}", "checkpoint.monitor=val/sampled/acc", *extra])
+
+
+def prefers(texts: list[str], batch: Any) -> torch.Tensor:
+    return torch.tensor([1.0 if t == PREFERRED else 0.0 for t in texts])
+
+
+def preferred_prob(system: Any, start: dict[str, Any]) -> float:
+    """Mean probability over the validation questions of generating exactly PREFERRED."""
+    dm = build_datamodule(mmfuse.load_config(TINY, jsonl_overrides(start["data"], start["tmp"] / "x")), None,
+                          **_resumed_vocabularies(start["ckpt"]))
+    dm.img_size = system.model.image_size
+    probs = []
+    system.eval()
+    with torch.no_grad():
+        for batch in dm.loader("val"):
+            fused = fuse_batch(system.model, batch)
+            tok = system.tasks[GENERATION].tokenizer.encode_batch([PREFERRED] * len(batch["question_id"]), 4)
+            probs.append(system.model.heads[GENERATION].score(fused, tok).logprobs.sum(1).exp())
+    return float(torch.cat(probs).mean())
+
+
+def logged_rows(run: Path) -> list[dict[str, str]]:
+    return [r for r in csv.DictReader((run / "logs" / "metrics.csv").open()) if r.get("rl/score")]
+
+
+def test_ppo_raises_the_probability_of_the_preferred_answer(start: dict, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = mmfuse.train(rl_cfg(start, run, "trainer.max_epochs=4", "rl.lr=3e-3", "rl.kl.coef=0.01"),
+                          reward=prefers)
+    before = preferred_prob(mmfuse.load_system(start["ckpt"]), start)
+    after_system = mmfuse.load_system(str(run / "checkpoints" / "last.ckpt"))
+    assert isinstance(after_system, RLSystem)
+    after = preferred_prob(after_system, start)
+    assert before < 0.2 and after > before + 0.3, (before, after)
+    # every step logged; 3 rollout batches per epoch, each 4 PPO epochs x 4 minibatches
+    rows = logged_rows(run)
+    assert len(rows) == 4 * 3
+    for row in rows:
+        assert all(row[k] != "" for k in STEP_KEYS), [k for k in STEP_KEYS if row[k] == ""]
+    assert [int(r["step"]) for r in rows] == list(range(12))  # the logs' x axis: rollout batches
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 4 * 3 * 16  # Lightning's global_step counts optimizer steps
+    assert float(rows[-1]["rl/score"]) > float(rows[0]["rl/score"])
+    png = write_rl_curves({"ppo": run}, tmp_path / "curves.png")
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert result["test"]["test/sampled/acc"] >= 0 and result["test"]["test/kl"] > 0
+    # the reference stays the supervised policy; only the generator (and the value head) moved
+    sup = torch.load(start["ckpt"], map_location="cpu", weights_only=False)["state_dict"]
+    rl = last["state_dict"]
+    for key, value in sup.items():
+        if key.startswith("model."):
+            assert torch.equal(rl["reference." + key[len("model."):]], value), key
+            if not key.startswith("model.heads.answer_generation."):
+                assert torch.equal(rl[key], value), key
+    assert any(not torch.equal(rl[k], v) for k, v in sup.items() if k.startswith("model.heads.answer_generation."))
+
+
+def test_rl_checkpoint_evaluates_unchanged(start: dict, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = mmfuse.train(rl_cfg(start, run, "trainer.logger=none"))
+    assert result["test_accuracy"]["overall"] == round(100 * result["test"]["test/answer_generation/acc"], 2)
+    out_dir = tmp_path / "ev"
+    run_tool("tools/evaluate.py", "--checkpoint", result["best_checkpoint"], "--output", str(out_dir))
+    ev = json.loads((out_dir / "metrics.json").read_text())
+    preds = json.loads((out_dir / "predictions.json").read_text())
+    assert len(preds) == 12 and ev["accuracy"]["overall"] == result["test_accuracy"]["overall"]
+    # the sampled accuracy and KL are reproducible: evaluate() gives the test stage's numbers
+    assert ev["lightning"]["test/sampled/acc"] == pytest.approx(result["test"]["test/sampled/acc"])
+    assert ev["lightning"]["test/kl"] == pytest.approx(result["test"]["test/kl"])
+
+
+def test_reinforce_takes_one_step_per_rollout_and_adaptive_beta_is_saved(start: dict, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    mmfuse.train(rl_cfg(start, run, "rl.algorithm=reinforce", "rl.kl.adaptive=true", "rl.kl.target=0.001",
+                        "rl.kl.horizon=10", "rl.lr=1e-2", "trainer.max_epochs=2"), reward=prefers)
+    rows = logged_rows(run)
+    assert len(rows) == 6
+    assert "rl/value_loss" not in rows[0] or rows[0]["rl/value_loss"] == ""
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 6  # one optimizer step per rollout batch
+    beta = ckpt["mmfuse_kl_controller"]["value"]
+    assert beta != pytest.approx(0.05) and float(rows[-1]["rl/beta"]) != pytest.approx(0.05)
+    assert mmfuse.load_system(str(run / "checkpoints" / "last.ckpt")).kl_ctl.value == pytest.approx(beta)
+
+
+def test_training_more_than_the_generator_and_dropout_off(start: dict, tmp_path: Path) -> None:
+    cfg = rl_cfg(start, tmp_path / "run", "trainer.logger=none", "rl.train=[generator,fusion]")
+    result = mmfuse.train(cfg)
+    sup = torch.load(start["ckpt"], map_location="cpu", weights_only=False)["state_dict"]
+    rl = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+    assert any(not torch.equal(rl[k], v) for k, v in sup.items() if k.startswith("model.fusion."))
+    assert all(torch.equal(rl[k], v) for k, v in sup.items() if k.startswith("model.encoders."))
+    system = mmfuse.load_system(result["best_checkpoint"])
+    system.train()
+    assert system.training and not any(m.training for m in system.model.modules())
+    assert not any(m.training for m in system.reference.modules())
+
+
+def test_rl_config_errors(start: dict, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="rl.init_from"):
+        mmfuse.load_config(TINY, ["stage=rl"])
+    with pytest.raises(ConfigError, match="'rl.train' has 'decoder'; valid choices: generator"):
+        mmfuse.load_config(TINY, ["rl.train=[decoder]"])
+    with pytest.raises(ConfigError, match="rl.truncation"):
+        mmfuse.load_config(TINY, ["rl.truncation=cut"])
+    with pytest.raises(FileNotFoundError, match="rl.init_from: checkpoint not found"):
+        mmfuse.train(mmfuse.load_config(TINY, ["stage=rl", f"rl.init_from={tmp_path / 'none.ckpt'}"]))
+    vqa = mmfuse.train(mmfuse.load_config(TINY, jsonl_overrides(start["data"], tmp_path / "vqa") + [
+        "trainer.logger=none", "trainer.limit_train_batches=1"]))
+    with pytest.raises(ValueError, match="RL needs an 'answer_generation' head"):
+        mmfuse.train(mmfuse.load_config(TINY, jsonl_overrides(start["data"], tmp_path / "r") + [
+            "stage=rl", f"rl.init_from={vqa['best_checkpoint']}"]))
+
+
+def test_benchmark_table_and_smoothing() -> None:
+    spec = importlib.util.spec_from_file_location("benchmark_rl", Path(__file__).parents[2] / "tools" / "benchmark_rl.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [{"id": "start", "name": "supervised start", "greedy": 96.0, "sampled": 86.0, "kl": 0.0, "fit_seconds": 6,
+             "rollouts_per_s": None},
+            {"id": "ppo", "name": "PPO", "greedy": 95.7, "sampled": 94.0, "kl": 0.25, "fit_seconds": 120,
+             "rollouts_per_s": 300.0}]
+    table = bench.table(rows).splitlines()
+    assert table[3] == "| PPO | 95.70 | 94.00 | 80% | -0.30 | 0.250 | 2.0 | 300 |"
+    assert smooth([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
