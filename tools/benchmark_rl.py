@@ -2,12 +2,13 @@
 """The RL benchmark of the README on noisy-annotator easy-VQA: a supervised answer generator (stage 1),
 then RL fine-tuning variants from it (stage 2), each scored greedy and sampled on the test split.
 
-    python tools/benchmark_rl.py --init <stage-1 best .ckpt> [--output runs/bench_rl] [--only ID ...] [key=value ...]
+    python tools/benchmark_rl.py --init <stage-1 best .ckpt> [--seeds 0 1 2] [--output runs/bench_rl] [--only ID ...] [key=value ...]
 
 Without ``--init`` stage 1 is trained first (configs/experiments/easy_vqa_noisy_generator.yaml). Rows:
 the supervised start (no RL step: its greedy and sampled accuracy), PPO with GAE λ ∈ {0.95, 0, 1},
 and plain REINFORCE with a mean baseline on the same rollouts budget. Each row is one ``tools/train.py``
-run, printed before it starts. Writes ``<output>/table.md``, ``table.json`` and ``rl_curves.png``.
+run per seed, printed before it starts. Writes ``<output>/table.md`` (mean over seeds, range in brackets),
+``table.json`` (every run) and ``rl_curves.png`` (the first seed's curves).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -39,34 +41,50 @@ def run(cmd: list[str], what: str) -> None:
         raise SystemExit(f"{what} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
 
 
-def run_row(row: str, init: str, out: Path, extra: list[str]) -> dict:
+def run_row(row: str, seed: int, init: str, out: Path, extra: list[str]) -> dict:
     name, overrides = ROWS[row]
-    run_dir = out / row
-    cmd = [sys.executable, "tools/train.py", "--config", CONFIG, f"rl.init_from={init}", *overrides,
+    run_dir = out / row / f"seed{seed}"
+    cmd = [sys.executable, "tools/train.py", "--config", CONFIG, f"rl.init_from={init}", *overrides, f"seed={seed}",
            f"run_dir={run_dir}", "trainer.enable_progress_bar=false", *extra]
-    run(cmd, f"row {name!r}")
+    run(cmd, f"row {name!r} seed {seed}")
     m = json.loads((run_dir / "metrics.json").read_text())
     trained = "trainer.limit_train_batches=0" not in overrides
-    return {"id": row, "name": name, "command": shlex.join(["python", *cmd[1:]]), "run_dir": str(run_dir),
-            "greedy": 100 * m["test"]["test/answer_generation/acc"], "sampled": 100 * m["test"]["test/sampled/acc"],
-            "kl": m["test"]["test/kl"], "fit_seconds": m["fit_seconds"],
+    return {"id": row, "name": name, "seed": seed, "command": shlex.join(["python", *cmd[1:]]),
+            "run_dir": str(run_dir), "greedy": 100 * m["test"]["test/answer_generation/acc"],
+            "sampled": 100 * m["test"]["test/sampled/acc"], "kl": m["test"]["test/kl"], "fit_seconds": m["fit_seconds"],
             # sampled answers per second of training batches: rollout, scoring and the PPO updates together
             "rollouts_per_s": m["train_samples_per_s"] if trained else None}
 
 
+def _span(values: list[float], fmt: str, unit: str = "") -> str:
+    """Mean, and the range over seeds when there are several."""
+    mean = format(statistics.fmean(values), fmt) + unit
+    return mean if len(values) == 1 else f"{mean} ({format(min(values), fmt)}–{format(max(values), fmt)}{unit})"
+
+
 def table(rows: list[dict]) -> str:
-    start = next((r for r in rows if r["id"] == "start"), None)
+    """One line per row id (mean over seeds, range in brackets). The gap closed and the greedy change of
+    a seed are measured against the supervised start scored with the same seed."""
+    starts = {r["seed"]: r for r in rows if r["id"] == "start"}
     lines = ["| run | greedy acc | sampled acc (T=1) | gap closed | greedy change | KL to ref (nats/answer) "
              "| fit (min) | rollouts/s |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        closed = change = ""
-        if start and r is not start:
-            gap = start["greedy"] - start["sampled"]
-            closed = f"{100 * (r['sampled'] - start['sampled']) / gap:.0f}%" if gap > 0 else "n/a"
-            change = f"{r['greedy'] - start['greedy']:+.2f}"
-        rate = f"{r['rollouts_per_s']:.0f}" if r["rollouts_per_s"] else ""
-        lines.append(f"| {r['name']} | {r['greedy']:.2f} | {r['sampled']:.2f} | {closed} | {change} | {r['kl']:.3f} "
-                     f"| {r['fit_seconds'] / 60:.1f} | {rate} |")
+    for row in ROWS:
+        runs = [r for r in rows if r["id"] == row]
+        if not runs:
+            continue
+        closed = change = rate = ""
+        paired = [(r, starts[r["seed"]]) for r in runs if r["seed"] in starts]
+        if row != "start" and paired:
+            gaps = [(r["sampled"] - s["sampled"]) / (s["greedy"] - s["sampled"]) for r, s in paired
+                    if s["greedy"] > s["sampled"]]
+            closed = _span([100 * g for g in gaps], ".0f", "%") if gaps else "n/a"
+            change = _span([r["greedy"] - s["greedy"] for r, s in paired], "+.2f")
+        if runs[0]["rollouts_per_s"]:
+            rate = f"{statistics.median(r['rollouts_per_s'] for r in runs):.0f}"
+        lines.append(f"| {runs[0]['name']} | {_span([r['greedy'] for r in runs], '.2f')} "
+                     f"| {_span([r['sampled'] for r in runs], '.2f')} | {closed} | {change} "
+                     f"| {_span([r['kl'] for r in runs], '.3f')} "
+                     f"| {statistics.fmean(r['fit_seconds'] for r in runs) / 60:.1f} | {rate} |")
     return "\n".join(lines) + "\n"
 
 
@@ -74,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--init", default=None, help="stage-1 checkpoint (default: train it first)")
     p.add_argument("--output", default="runs/bench_rl")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="RL seeds (rollout sampling, minibatch order)")
     p.add_argument("--only", nargs="*", default=None, help=f"row ids to run (default all): {', '.join(ROWS)}")
     p.add_argument("overrides", nargs="*", help="key=value overrides for every RL row")
     args = p.parse_args(argv)
@@ -96,14 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     for row in ROWS:
         if args.only and row not in args.only:
             continue
-        rows = [r for r in rows if r["id"] != row] + [run_row(row, init, out, args.overrides)]
-        rows.sort(key=lambda r: list(ROWS).index(r["id"]))
+        for seed in args.seeds:
+            rows = [r for r in rows if (r["id"], r["seed"]) != (row, seed)] + [run_row(row, seed, init, out,
+                                                                                        args.overrides)]
+            rows.sort(key=lambda r: (list(ROWS).index(r["id"]), r["seed"]))
         done_path.write_text(json.dumps(rows, indent=2))  # after every row: a long sweep can be resumed
         (out / "table.md").write_text(table(rows))
         print(table(rows), flush=True)
     from mmfuse.viz.rl import write_rl_curves
 
-    curves = {r["name"]: r["run_dir"] for r in rows if r["id"] != "start"}
+    first = min(args.seeds)
+    curves = {r["name"]: r["run_dir"] for r in rows if r["id"] != "start" and r["seed"] == first}
     if curves:
         print("curves:", write_rl_curves(curves, out / "rl_curves.png"))
     return 0

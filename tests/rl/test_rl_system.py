@@ -156,10 +156,29 @@ def test_benchmark_table_and_smoothing() -> None:
     spec = importlib.util.spec_from_file_location("benchmark_rl", Path(__file__).parents[2] / "tools" / "benchmark_rl.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    rows = [{"id": "start", "name": "supervised start", "greedy": 96.0, "sampled": 86.0, "kl": 0.0, "fit_seconds": 6,
-             "rollouts_per_s": None},
-            {"id": "ppo", "name": "PPO", "greedy": 95.7, "sampled": 94.0, "kl": 0.25, "fit_seconds": 120,
-             "rollouts_per_s": 300.0}]
-    table = bench.table(rows).splitlines()
-    assert table[3] == "| PPO | 95.70 | 94.00 | 80% | -0.30 | 0.250 | 2.0 | 300 |"
+    def row(id_: str, seed: int, greedy: float, sampled: float, kl: float, rate: float | None) -> dict:
+        return {"id": id_, "name": bench.ROWS[id_][0], "seed": seed, "greedy": greedy, "sampled": sampled, "kl": kl,
+                "fit_seconds": 120, "rollouts_per_s": rate}
+
+    rows = [row("start", 0, 96.0, 86.0, 0.0, None), row("ppo", 0, 95.7, 94.0, 0.25, 300.0)]
+    assert bench.table(rows).splitlines()[3] == "| PPO, GAE λ=0.95 | 95.70 | 94.00 | 80% | -0.30 | 0.250 | 2.0 | 300 |"
+    rows += [row("start", 1, 96.0, 88.0, 0.0, None), row("ppo", 1, 96.5, 95.0, 0.35, 200.0)]
+    # seed 1 closes (95 - 88) / (96 - 88) = 87.5% of its own gap; means over seeds, ranges in brackets
+    assert bench.table(rows).splitlines()[3] == ("| PPO, GAE λ=0.95 | 96.10 (95.70–96.50) | 94.50 (94.00–95.00) "
+                                                "| 84% (80–88%) | +0.10 (-0.30–+0.50) | 0.300 (0.250–0.350) | 2.0 | 250 |")
     assert smooth([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+
+
+def test_rl_resumes_from_its_checkpoint(start: dict, tmp_path: Path) -> None:
+    first = mmfuse.train(rl_cfg(start, tmp_path / "a", "trainer.logger=none", "rl.kl.adaptive=true"))
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    resumed = mmfuse.train(rl_cfg(start, tmp_path / "b", "trainer.logger=none", "rl.kl.adaptive=true",
+                                  "trainer.max_epochs=2", f"resume={last}"))
+    a = torch.load(last, map_location="cpu", weights_only=False)
+    b = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert a["global_step"] == 3 * 16 and b["global_step"] == 2 * 3 * 16  # continued, not restarted
+    for key, value in a["state_dict"].items():
+        if key.startswith("reference."):
+            assert torch.equal(b["state_dict"][key], value), key  # still the supervised policy
+    assert b["mmfuse_kl_controller"]["value"] != a["mmfuse_kl_controller"]["value"]  # β carried on adapting
+    assert first["test"]["test/kl"] >= 0 and resumed["test"]["test/kl"] >= 0
