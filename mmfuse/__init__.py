@@ -32,6 +32,7 @@ _EXPORTS = {
     "list_tasks": "mmfuse.tasks", "list_weightings": "mmfuse.objectives.multitask",
     "pcgrad_project": "mmfuse.objectives.multitask", "l2_penalty": "mmfuse.objectives.regularizers",
     "l2_sp": "mmfuse.objectives.regularizers",
+    "compute_gae": "mmfuse.rl", "register_reward": "mmfuse.rl", "list_rewards": "mmfuse.rl",
 }
 __all__ = sorted(_EXPORTS)
 
