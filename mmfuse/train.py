@@ -159,6 +159,9 @@ def train(cfg: DictConfig, fusion: Optional[nn.Module] = None,
         "training_targets": training_targets(cfg),
         "answer_vocabulary_size": len(dm.vocab),
     }
+    if rl:
+        result["rl"] = {"init_from": str(cfg.rl.init_from), "temperature": float(cfg.rl.temperature),
+                        "test_sampled_accuracy": test.get("test/sampled/acc"), "test_kl_to_reference": test.get("test/kl")}
     write_json(run_dir / "metrics.json", result)
     if dm.skipped:
         log.warning("skipped %d question(s) with unreadable images: %s", sum(dm.skipped.values()), dm.skipped)

@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(result["test_accuracy"]))
     if line := leakage_line(result["test_leakage"], "test"):
         print(line)
+    if (rl := result.get("rl")) and rl["test_sampled_accuracy"] is not None:
+        print(f"RL: the table scores greedy answers; one answer sampled per question (temperature "
+              f"{rl['temperature']:g}) scores {100 * rl['test_sampled_accuracy']:.2f}%, at "
+              f"{rl['test_kl_to_reference']:.3f} nats per answer from the reference ({rl['init_from']})")
     print(f"wall time: {result['wall_seconds']:.0f} s; training samples/s: {result['train_samples_per_s']:.0f}")
     print(json.dumps({"metrics.json": str(Path(result['run_dir']) / 'metrics.json')}))
     return 0

@@ -99,6 +99,8 @@ def test_rl_checkpoint_evaluates_unchanged(start: dict, tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = mmfuse.train(rl_cfg(start, run, "trainer.logger=none"))
     assert result["test_accuracy"]["overall"] == round(100 * result["test"]["test/answer_generation/acc"], 2)
+    assert result["rl"]["test_sampled_accuracy"] == result["test"]["test/sampled/acc"]
+    assert result["rl"]["test_kl_to_reference"] == result["test"]["test/kl"] and result["rl"]["temperature"] == 1.0
     out_dir = tmp_path / "ev"
     run_tool("tools/evaluate.py", "--checkpoint", result["best_checkpoint"], "--output", str(out_dir))
     ev = json.loads((out_dir / "metrics.json").read_text())
@@ -182,3 +184,12 @@ def test_rl_resumes_from_its_checkpoint(start: dict, tmp_path: Path) -> None:
             assert torch.equal(b["state_dict"][key], value), key  # still the supervised policy
     assert b["mmfuse_kl_controller"]["value"] != a["mmfuse_kl_controller"]["value"]  # β carried on adapting
     assert first["test"]["test/kl"] >= 0 and resumed["test"]["test/kl"] >= 0
+
+
+def test_train_cli_runs_the_rl_stage_and_prints_the_sampled_accuracy(start: dict, tmp_path: Path) -> None:
+    out = run_tool("tools/train.py", "--config", "configs/experiments/easy_vqa_rl.yaml", "--config", TINY,
+                   *jsonl_overrides(start["data"], tmp_path / "run"), f"rl.init_from={start['ckpt']}",
+                   "trainer.logger=none")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    line = next(x for x in out.splitlines() if x.startswith("RL: "))
+    assert f"scores {100 * metrics['rl']['test_sampled_accuracy']:.2f}%" in line and start["ckpt"] in line
