@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench_common import run_logged, split_only
 CONFIG = "configs/experiments/easy_vqa_multitask.yaml"
 TASKS = ("vqa", "answer_generation", "itm", "answer_type")
 ROWS = {
@@ -39,12 +37,9 @@ def run_row(name: str, overrides: list[str], out: Path, epochs: int, extra: list
     run_dir = out / slug(name)
     cmd = [sys.executable, "tools/train.py", "--config", CONFIG, *overrides, f"trainer.max_epochs={epochs}",
            f"run_dir={run_dir}", "trainer.enable_progress_bar=false", *extra]
-    print("$", shlex.join(["python", *cmd[1:]]), flush=True)
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"row {name!r} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    shown = run_logged(cmd, f"row {name!r}")
     m = json.loads((run_dir / "metrics.json").read_text())
-    return {"name": name, "command": shlex.join(["python", *cmd[1:]]), "run_dir": str(run_dir),
+    return {"name": name, "command": shown, "run_dir": str(run_dir),
             "test": {t: m["test_tasks"].get(t) for t in TASKS}, "vqa_official": m["test_accuracy"]["overall"],
             "wall_seconds": m["wall_seconds"], "fit_seconds": m["fit_seconds"]}
 
@@ -65,12 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", default=None, help=f"rows to run (default all): {', '.join(ROWS)}")
     p.add_argument("overrides", nargs="*", help="key=value overrides for every row")
     args = p.parse_args(argv)
-    if args.only:  # argparse hands key=value words after --only to it: they are overrides
-        args.overrides += [o for o in args.only if "=" in o]
-        args.only = [o for o in args.only if "=" not in o]
-        unknown = sorted(set(args.only) - set(ROWS))
-        if unknown:
-            p.error(f"unknown row(s) {unknown}; rows: {', '.join(ROWS)}")
+    split_only(p, args, ROWS)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     done_path = out / "table.json"

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench_common import REPO, run_logged, split_only
+
 sys.path.insert(0, str(REPO))
 SUPERVISED = "configs/experiments/easy_vqa_noisy_generator.yaml"
 CONFIG = "configs/experiments/easy_vqa_rl.yaml"
@@ -34,22 +33,15 @@ ROWS = {  # id (run folder, --only) -> (table label, overrides)
 }
 
 
-def run(cmd: list[str], what: str) -> None:
-    print("$", shlex.join(["python", *cmd[1:]]), flush=True)
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{what} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-
-
 def run_row(row: str, seed: int, init: str, out: Path, extra: list[str]) -> dict:
     name, overrides = ROWS[row]
     run_dir = out / row / f"seed{seed}"
     cmd = [sys.executable, "tools/train.py", "--config", CONFIG, f"rl.init_from={init}", *overrides, f"seed={seed}",
            f"run_dir={run_dir}", "trainer.enable_progress_bar=false", *extra]
-    run(cmd, f"row {name!r} seed {seed}")
+    shown = run_logged(cmd, f"row {name!r} seed {seed}")
     m = json.loads((run_dir / "metrics.json").read_text())
     trained = "trainer.limit_train_batches=0" not in overrides
-    return {"id": row, "name": name, "seed": seed, "command": shlex.join(["python", *cmd[1:]]),
+    return {"id": row, "name": name, "seed": seed, "command": shown,
             "run_dir": str(run_dir), "greedy": 100 * m["test"]["test/answer_generation/acc"],
             "sampled": 100 * m["test"]["test/sampled/acc"], "kl": m["test"]["test/kl"], "fit_seconds": m["fit_seconds"],
             # sampled answers per second of training batches: rollout, scoring and the PPO updates together
@@ -96,18 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", default=None, help=f"row ids to run (default all): {', '.join(ROWS)}")
     p.add_argument("overrides", nargs="*", help="key=value overrides for every RL row")
     args = p.parse_args(argv)
-    if args.only:  # argparse hands key=value words after --only to it: they are overrides
-        args.overrides += [o for o in args.only if "=" in o]
-        args.only = [o for o in args.only if "=" not in o]
-        unknown = sorted(set(args.only) - set(ROWS))
-        if unknown:
-            p.error(f"unknown row(s) {unknown}; rows: {', '.join(ROWS)}")
+    split_only(p, args, ROWS)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     init = args.init
     if init is None:
         sup_dir = out / "stage1"
-        run([sys.executable, "tools/train.py", "--config", SUPERVISED, f"run_dir={sup_dir}",
+        run_logged([sys.executable, "tools/train.py", "--config", SUPERVISED, f"run_dir={sup_dir}",
              "trainer.enable_progress_bar=false"], "stage 1")
         init = json.loads((sup_dir / "metrics.json").read_text())["best_checkpoint"]
     done_path = out / "table.json"

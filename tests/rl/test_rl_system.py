@@ -154,8 +154,10 @@ def test_rl_config_errors(start: dict, tmp_path: Path) -> None:
             "stage=rl", f"rl.init_from={vqa['best_checkpoint']}"]))
 
 
-def test_benchmark_table_and_smoothing() -> None:
-    spec = importlib.util.spec_from_file_location("benchmark_rl", Path(__file__).parents[2] / "tools" / "benchmark_rl.py")
+def test_benchmark_table_and_smoothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = Path(__file__).parents[2] / "tools"
+    monkeypatch.syspath_prepend(str(tools))  # as when run as `python tools/benchmark_rl.py`
+    spec = importlib.util.spec_from_file_location("benchmark_rl", tools / "benchmark_rl.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     def row(id_: str, seed: int, greedy: float, sampled: float, kl: float, rate: float | None) -> dict:
