@@ -1,0 +1,79 @@
+"""Cross-key checks of a merged config (run by :func:`mmfuse.config.load_config` after the per-key type
+checks): the task list, weighting options and dataset mixture entries, and the RL stage's settings."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from mmfuse.config import ConfigError
+
+RL_TRAINABLE = ("generator", "fusion", "text", "image")
+
+
+def check_rl(cfg: DictConfig) -> None:
+    """``rl.train`` names trainable parts; PPO counts, rates and γ, λ are in range; stage=rl has init_from."""
+    rl = cfg.rl
+    for part in rl.train:
+        if part not in RL_TRAINABLE:
+            raise ConfigError(f"config key 'rl.train' has {part!r}; valid choices: {', '.join(RL_TRAINABLE)}")
+    for key in ("ppo_epochs", "minibatches"):
+        if rl[key] < 1:
+            raise ConfigError(f"config key 'rl.{key}' is {rl[key]}; expected an integer >= 1")
+    for key in ("temperature", "lr"):
+        if not rl[key] > 0:
+            raise ConfigError(f"config key 'rl.{key}' is {rl[key]}; expected a number > 0")
+    if not (0 <= rl.gamma <= 1 and 0 <= rl.lam <= 1):
+        raise ConfigError(f"config keys 'rl.gamma' and 'rl.lam' must be in [0, 1]; got {rl.gamma}, {rl.lam}")
+    if cfg.stage == "rl" and not rl.init_from:
+        raise ConfigError("stage=rl needs config key 'rl.init_from': a supervised checkpoint with an "
+                          "answer_generation head (train one with tasks.active=[answer_generation])")
+
+
+MIXTURE_KEYS = ("name", "source", "root", "train", "val", "test", "tasks", "val_fraction")
+
+
+def check_tasks(cfg: DictConfig) -> None:
+    """``tasks.active`` names known tasks; weighting options exist; mixture entries are well formed."""
+    from mmfuse.data.sources import list_sources
+    from mmfuse.objectives.multitask import weighting_options
+    from mmfuse.tasks import list_tasks
+
+    known = list_tasks()
+    active = list(cfg.tasks.active)
+    if not active:
+        raise ConfigError(f"config key 'tasks.active' is empty; choose any of: {', '.join(known)}")
+    for t in active:
+        if t not in known:
+            raise ConfigError(f"config key 'tasks.active' has {t!r}; valid tasks: {', '.join(known)}")
+    if cfg.eval.task is not None and cfg.eval.task not in active:
+        raise ConfigError(f"config key 'eval.task' is {cfg.eval.task!r}, not an active task ({', '.join(active)})")
+    valid_o = weighting_options(cfg.loss.weighting)
+    for k in cfg.loss.options:
+        if k not in valid_o:
+            raise ConfigError(f"config key 'loss.options.{k}' is not an option of weighting {cfg.loss.weighting!r}; "
+                              f"valid options: {', '.join(sorted(valid_o)) or 'none'}")
+    names = []
+    for i, entry in enumerate(cfg.data.mixture):
+        where = f"data.mixture[{i}]"
+        if not isinstance(entry, DictConfig):
+            raise ConfigError(f"config key {where!r} must be a mapping with keys {', '.join(MIXTURE_KEYS)}")
+        for k in entry:
+            if k not in MIXTURE_KEYS:
+                raise ConfigError(f"config key '{where}.{k}' is unknown; valid keys: {', '.join(MIXTURE_KEYS)}")
+        for k in ("name", "source"):
+            if not entry.get(k):
+                raise ConfigError(f"config key '{where}.{k}' is required")
+        if entry.source not in list_sources():
+            raise ConfigError(f"config key '{where}.source' is {entry.source!r}; valid choices: {', '.join(list_sources())}")
+        vf = entry.get("val_fraction")
+        if vf is not None and (isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 <= vf < 1):
+            raise ConfigError(f"config key '{where}.val_fraction' is {vf!r}; expected a number in [0, 1)")
+        if not str(entry.name).replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"config key '{where}.name' is {entry.name!r}; use letters, digits, '_' or '-'")
+        names.append(entry.name)
+        for t in entry.get("tasks") or []:
+            if t not in active:
+                raise ConfigError(f"config key '{where}.tasks' has {t!r}, not in tasks.active ({', '.join(active)})")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"config key 'data.mixture' repeats dataset name(s) {dup}; names must be unique")
