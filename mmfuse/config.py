@@ -22,7 +22,7 @@ BASE_CONFIG = CONFIG_DIR / "base.yaml"
 # fusion's signature, BertConfig fields by transformers) or whose type depends on the source.
 OPEN_NODES = {
     "data.train", "data.val", "data.test",
-    "model.text.config", "model.image.kwargs", "model.fusion.hparams", "loss.options",
+    "model.text.config", "model.image.kwargs", "model.fusion.hparams", "model.video.hparams", "loss.options",
 }
 
 # Keys that moved: an old config gets the new place in the error instead of a bare "unknown key".
@@ -40,6 +40,7 @@ class ConfigError(ValueError):
 def _choices() -> dict[str, Callable[[], list[str]]]:
     # Imported lazily: the registries import torch-heavy modules.
     from mmfuse.data.sources import list_sources
+    from mmfuse.encoders.temporal import list_temporal_poolings
     from mmfuse.fusion import list_fusions
     from mmfuse.objectives.multitask import list_weightings
     from mmfuse.rl.rewards import list_rewards
@@ -47,6 +48,9 @@ def _choices() -> dict[str, Callable[[], list[str]]]:
     return {
         "data.source": list_sources,
         "model.fusion.name": list_fusions,
+        "model.video.pooling": list_temporal_poolings,
+        "model.video.output": lambda: ["frames", "patches"],
+        "data.video.train_sampling": lambda: ["random_segment", "uniform"],
         "tasks.vqa.loss": lambda: ["bce", "ce"],
         "tasks.answer_generation.target": lambda: ["most_common", "random"],
         "tasks.answer_generation.decode": lambda: ["greedy", "sample", "beam"],
@@ -144,10 +148,11 @@ def _check_choices(cfg: DictConfig) -> None:
     for aug in cfg.data.augment:
         if aug not in AUGMENTATIONS:
             raise ConfigError(f"config key 'data.augment' has {aug!r}; valid choices: {', '.join(AUGMENTATIONS)}")
-    from mmfuse.config_checks import check_rl, check_tasks  # imports registries (torch-heavy)
+    from mmfuse.config_checks import check_rl, check_tasks, check_video  # imports registries (torch-heavy)
 
     check_tasks(cfg)
     check_rl(cfg)
+    check_video(cfg)
     from mmfuse.fusion import fusion_hparams
 
     valid_h = fusion_hparams(cfg.model.fusion.name)

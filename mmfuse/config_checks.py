@@ -29,6 +29,22 @@ def check_rl(cfg: DictConfig) -> None:
                           "answer_generation head (train one with tasks.active=[answer_generation])")
 
 
+def check_video(cfg: DictConfig) -> None:
+    """Clip sizes are positive; the pooling's options exist."""
+    from mmfuse.encoders.temporal import temporal_pooling_hparams
+
+    v = cfg.data.video
+    if v.num_frames < 1:
+        raise ConfigError(f"config key 'data.video.num_frames' is {v.num_frames}; expected an integer >= 1")
+    if v.frame_stride is not None and v.frame_stride < 1:
+        raise ConfigError(f"config key 'data.video.frame_stride' is {v.frame_stride}; expected null or an integer >= 1")
+    valid = temporal_pooling_hparams(cfg.model.video.pooling)
+    for k in cfg.model.video.hparams:
+        if k not in valid:
+            raise ConfigError(f"config key 'model.video.hparams.{k}' is not an option of temporal pooling "
+                              f"{cfg.model.video.pooling!r}; valid options: {', '.join(sorted(valid)) or 'none'}")
+
+
 MIXTURE_KEYS = ("name", "source", "root", "train", "val", "test", "tasks", "val_fraction")
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from mmfuse.data.transforms import normalize
-from mmfuse.encoders import TextEncoder, VisionEncoder
+from mmfuse.encoders import TextEncoder, VideoEncoder, VisionEncoder
 from mmfuse.fusion import FusionOutput, build_fusion
 from mmfuse.heads import ClassifierHead
 
@@ -18,13 +18,17 @@ class FusionModel(nn.Module):
 
     Args:
         text: a text encoder (``forward(input_ids, attention_mask) -> EncoderOutput``).
-        image: an image encoder (``forward(images) -> EncoderOutput``) with ``data_config``.
+        image: the vision encoder with ``data_config``: an image encoder (``forward(images) ->
+            EncoderOutput``) or a video encoder (``is_video = True``, ``forward(video, mask)``, e.g.
+            :class:`~mmfuse.encoders.VideoEncoder`). Its output enters the fusion as the ``"image"``
+            modality either way, so every fusion works on video unchanged.
         fusion: any module honouring the fusion contract (``dict[str, EncoderOutput] ->
             FusionOutput``): a registered one or a user's own.
         heads: task name → head (``FusionOutput -> logits``).
 
     ``forward(batch)`` reads ``batch["text"]`` (``input_ids``/``attention_mask`` ``[B,L]``),
-    ``batch["image"]`` (``[U,3,H,W]`` uint8 or already-normalised float) and the optional
+    ``batch["image"]`` (``[U,3,H,W]`` uint8 or already-normalised float) or, for a video encoder,
+    ``batch["video"]`` (``[U,T,3,H,W]``, optional ``batch["video_mask"]`` ``[U,T]``), and the optional
     ``batch["image_index"]`` ``[B]`` mapping each question to its image row: each image is
     encoded once and its features gathered per question (a fusion whose ``accepts_index`` is
     True receives the per-image rows and ``index={"image": image_index}`` and gathers after its
@@ -43,11 +47,26 @@ class FusionModel(nn.Module):
         self.image_size: tuple[int, int] = dc["img_size"]
         self.register_buffer("mean", torch.tensor(dc["mean"]), persistent=False)
         self.register_buffer("std", torch.tensor(dc["std"]), persistent=False)
+        self.is_video = bool(getattr(image, "is_video", False))
 
-    def encode_image(self, images: Tensor) -> Any:
+    def encode_image(self, images: Tensor, mask: Optional[Tensor] = None) -> Any:
+        """Encode ``[U,3,H,W]`` images, or ``[U,T,3,H,W]`` clips (with ``mask [U,T]``) for a video encoder."""
         if images.dtype == torch.uint8:
-            images = normalize(images, self.mean, self.std)
+            shape = images.shape
+            images = normalize(images.reshape(-1, *shape[-3:]), self.mean, self.std).reshape(shape)
+        if self.is_video:
+            return self.encoders["image"](images, mask)
         return self.encoders["image"](images)
+
+    def encode_visual(self, batch: Mapping[str, Any]) -> Any:
+        """Encode the batch's ``video`` (video encoder) or ``image``; a mismatch says which is missing."""
+        key = "video" if self.is_video else "image"
+        if key not in batch:
+            have = "video" if "video" in batch else "image" if "image" in batch else "neither"
+            raise KeyError(f"this model encodes {'videos (model.video.enabled=true)' if self.is_video else 'images'} "
+                           f"but the batch has {'no visual input' if have == 'neither' else 'a ' + repr(have)}; "
+                           "set model.video.enabled to match the data")
+        return self.encode_image(batch[key], batch.get("video_mask") if self.is_video else None)
 
     def fuse(self, text: Any, image: Any, index: Optional[Tensor]) -> FusionOutput:
         """Fuse question rows ``text [B,...]`` with image rows ``image [U,...]`` (``index [B]``: row of
@@ -61,7 +80,7 @@ class FusionModel(nn.Module):
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         text = self.encoders["text"](batch["text"]["input_ids"], batch["text"]["attention_mask"])
-        image = self.encode_image(batch["image"])
+        image = self.encode_visual(batch)
         index = batch.get("image_index")
         fused = self.fuse(text, image, index)
         out: dict[str, Any] = {"fusion": fused, "text": text, "image": image, "image_index": index}
@@ -73,7 +92,8 @@ class FusionModel(nn.Module):
 
 def build_model(model_cfg: Mapping[str, Any], num_answers: Optional[int] = None, text_vocab_size: Optional[int] = None,
                 pad_token_id: int = 0, fusion: Optional[nn.Module] = None,
-                heads: Union[Mapping[str, nn.Module], Callable[[], Mapping[str, nn.Module]], None] = None) -> FusionModel:
+                heads: Union[Mapping[str, nn.Module], Callable[[], Mapping[str, nn.Module]], None] = None,
+                num_frames: Optional[int] = None) -> FusionModel:
     """Build a :class:`FusionModel` from the ``model`` config node (or the whole config).
 
     Sizes flow one way: encoders report ``out_dim`` → the fusion gets ``in_dims`` and
@@ -82,8 +102,14 @@ def build_model(model_cfg: Mapping[str, Any], num_answers: Optional[int] = None,
     after the encoders and fusion so the parameters are initialised in that order; without them, ``num_answers``
     gives a lone ``vqa`` answer classifier with the ``tasks.vqa`` defaults. Pass ``fusion`` to use a
     built module instead of ``model.fusion.name``.
+
+    With ``model.video.enabled`` the ViT is wrapped in a :class:`VideoEncoder` (``model.video.pooling``,
+    ``output``, ``hparams``) for clips of up to ``num_frames`` frames (default: ``data.video.num_frames``
+    when the whole config is given).
     """
     if "model" in model_cfg:
+        if num_frames is None:
+            num_frames = ((model_cfg.get("data") or {}).get("video") or {}).get("num_frames")
         model_cfg = model_cfg["model"]
     t, i, f = model_cfg["text"], model_cfg["image"], model_cfg["fusion"]
     text = TextEncoder(pretrained=t["pretrained"], config=dict(t["config"]), vocab_size=text_vocab_size,
@@ -91,6 +117,11 @@ def build_model(model_cfg: Mapping[str, Any], num_answers: Optional[int] = None,
     image = VisionEncoder(name=i["name"], pretrained=i["pretrained"], checkpoint_path=i["checkpoint_path"],
                           img_size=i["img_size"], patch_size=i["patch_size"], embed_dim=i["embed_dim"],
                           depth=i["depth"], num_heads=i["num_heads"], stem=i["stem"], freeze=i["freeze"], **dict(i["kwargs"]))
+    video = model_cfg.get("video") or {}
+    if video.get("enabled"):
+        if num_frames is None:
+            raise ValueError("a video model needs num_frames (data.video.num_frames): pass the whole config or num_frames=")
+        image = VideoEncoder(image, int(num_frames), video["pooling"], video["output"], **dict(video.get("hparams") or {}))
     if fusion is None:
         in_dims = {"text": text.out_dim, "image": image.out_dim}
         fusion = build_fusion(f["name"], in_dims, f["dim"], **dict(f["hparams"]))

@@ -111,6 +111,7 @@ def train(cfg: DictConfig, fusion: Optional[nn.Module] = None,
     dm.prepare()
     for split in ("train", "val", "test"):
         dm.split_records(split)
+    dm.check_media(bool(cfg.model.video.enabled))
     tok = dm.tokenizer
     kwargs: dict[str, Any] = {"reward": reward} if rl else {}
     system = (RLSystem if rl else SupervisedSystem)(
@@ -153,6 +154,7 @@ def train(cfg: DictConfig, fusion: Optional[nn.Module] = None,
         "config_hash": evaluation["config_hash"],
         "num_questions": {s: len(dm.records.get(s, [])) for s in ("train", "val", "test")},
         "skipped_bad_records": dict(dm.skipped),
+        "padded_short_videos": dict(dm.padded_videos),
         "train_samples_per_s": speed.samples_per_s,
         "fit_seconds": fit_s,
         "wall_seconds": time.perf_counter() - start,

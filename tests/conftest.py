@@ -69,3 +69,16 @@ def jsonl_overrides(files: dict[str, Path], run_dir: Path) -> list[str]:
     root = files["train"].parent
     return ["data.source=jsonl", f"data.root={root}", f"data.train={files['train']}", f"data.val={files['val']}",
             f"data.test={files['test']}", f"run_dir={run_dir}", "data.augment=[]"]
+
+
+def make_video_dataset(root: Path, videos: tuple[int, int, int] = (12, 4, 4), seed: int = 0) -> dict[str, Path]:
+    """A tiny procedural video-QA set (16-frame 32 px mp4s, mmfuse.data.procedural_video): split -> .jsonl."""
+    from mmfuse.data.procedural_video import make_video_qa
+
+    make_video_qa(root, dict(zip(("train", "val", "test"), videos)), seed=seed)
+    return {s: root / f"{s}.jsonl" for s in ("train", "val", "test")}
+
+
+@pytest.fixture
+def video_data(tmp_path: Path) -> dict[str, Path]:
+    return make_video_dataset(tmp_path / "video")

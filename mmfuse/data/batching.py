@@ -75,18 +75,22 @@ class QABatchDataset(Dataset):
         targets: sparse soft targets ``[(answer index, score)]`` per record.
         num_answers: vocabulary size (width of the dense target).
         pad_id: padding token id.
-        augment_ops: augmentation names applied to the batch's unique images.
+        augment_ops: augmentation names applied to the batch's unique images (to every frame of a
+            video alike).
         load_image: ``(record) -> uint8 [3,H,W]`` used when images are not cached.
+        videos: a :class:`~mmfuse.data.video_store.VideoStore` whose rows are ``image_rows``: the batch
+            then carries ``video [U,T,3,H,W]`` (clips drawn with this dataset's generator) instead of
+            ``image``.
     """
 
     def __init__(self, records: Sequence[QARecord], images: Optional[Tensor], image_rows: Sequence[int],
                  input_ids: Sequence[Sequence[int]], targets: Sequence[Sequence[tuple[int, float]]],
                  num_answers: int, pad_id: int, augment_ops: Sequence[str] = (), load_image: Any = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, videos: Any = None) -> None:
         self.records, self.images, self.image_rows = records, images, list(image_rows)
         self.input_ids, self.targets = input_ids, targets
         self.num_answers, self.pad_id = num_answers, pad_id
-        self.augment_ops, self.load_image = list(augment_ops), load_image
+        self.augment_ops, self.load_image, self.videos = list(augment_ops), load_image, videos
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -96,12 +100,20 @@ class QABatchDataset(Dataset):
         rows = [self.image_rows[i] for i in idx]
         uniq = sorted(set(rows))
         pos = {r: j for j, r in enumerate(uniq)}
-        if self.images is not None:
-            images = self.images[uniq]  # [U,3,H,W] uint8
+        visual_key = "image"
+        if self.videos is not None:
+            clips = self.videos.clips(uniq, self.generator)  # [U,T,3,H,W] uint8
+            u, t, c, h, w = clips.shape
+            # frames stacked as channels: one flip / rotation per video, the same on all its frames
+            images = augment(clips.reshape(u, t * c, h, w), self.augment_ops, self.generator).reshape(u, t, c, h, w)
+            visual_key = "video"
         else:
-            first = {self.image_rows[i]: i for i in reversed(idx)}
-            images = torch.stack([self.load_image(self.records[first[r]]) for r in uniq])
-        images = augment(images, self.augment_ops, self.generator)
+            if self.images is not None:
+                images = self.images[uniq]  # [U,3,H,W] uint8
+            else:
+                first = {self.image_rows[i]: i for i in reversed(idx)}
+                images = torch.stack([self.load_image(self.records[first[r]]) for r in uniq])
+            images = augment(images, self.augment_ops, self.generator)
         length = max(len(self.input_ids[i]) for i in idx)
         ids = torch.full((len(idx), length), self.pad_id, dtype=torch.long)  # [B,L]
         mask = torch.zeros((len(idx), length), dtype=torch.long)
@@ -115,7 +127,7 @@ class QABatchDataset(Dataset):
         recs = [self.records[i] for i in idx]
         return {
             "text": {"input_ids": ids, "attention_mask": mask},
-            "image": images,
+            visual_key: images,
             "image_index": torch.as_tensor([pos[r] for r in rows], dtype=torch.long),  # [B]
             "targets": {"vqa": target},
             "question_id": [r.question_id for r in recs],

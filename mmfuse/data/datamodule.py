@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from mmfuse.config import ConfigError
 from mmfuse.data.answer_tokens import AnswerTokenizer
 from mmfuse.data.batching import GroupedBatchSampler, QABatchDataset
 from mmfuse.data.images import load_image, load_images
@@ -24,6 +25,7 @@ from mmfuse.data.schema import QARecord
 from mmfuse.data.sources import DataError, load_records
 from mmfuse.data.tokenizer import build_tokenizer
 from mmfuse.data.transforms import resize_uint8
+from mmfuse.data.video_store import VideoStore
 from mmfuse.data.vocab import AnswerVocab
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,16 @@ def carve_validation(records: list[QARecord], fraction: float) -> tuple[list[QAR
     return train, val
 
 
+def media_of(records: list[QARecord], where: str) -> str:
+    """The media of ``records`` (``image`` or ``video``); a split mixing both is a DataError."""
+    kinds = {r.media for r in records}
+    if len(kinds) > 1:
+        first = {k: next(r for r in records if r.media == k) for k in sorted(kinds)}
+        raise DataError(f"{where}: mixes images and videos (e.g. question_id {first['image'].question_id!r} is about "
+                        f"an image, {first['video'].question_id!r} about a video); a split holds one kind")
+    return kinds.pop() if kinds else "image"
+
+
 class VQADataModule(L.LightningDataModule):
     """Lightning data module for VQA-style data from any registered source.
 
@@ -103,6 +115,7 @@ class VQADataModule(L.LightningDataModule):
         self.by_dataset: dict[str, dict[str, list[QARecord]]] = {s.name: {} for s in self.specs}
         self.datasets: dict[str, Any] = {}  # QABatchDataset (one dataset) or MixtureDataset
         self.skipped: dict[str, int] = {}
+        self.padded_videos: dict[str, int] = {}  # split (or dataset/split) -> videos shorter than num_frames
 
     # -- records, vocabulary, tokenizer ------------------------------------------------------
     def split_records(self, split: str) -> list[QARecord]:
@@ -181,14 +194,15 @@ class VQADataModule(L.LightningDataModule):
             raise RuntimeError("VQADataModule: call prepare() and set img_size before building tensors")
         c = self.cfg
         records = self.dataset_records(name, split)
-        images, bad = load_images(records, skip_bad=bool(c.skip_bad_records))
+        key = split if len(self.specs) == 1 else f"{name}/{split}"
+        visuals = self._videos(records, split, key) if media_of(records, key) == "video" else self._images(records)
+        keys, bad = visuals.pop("keys"), visuals.pop("bad")
         if bad:
             dropped = {k.image_key for k in bad}
             before = len(records)
             records = [r for r in records if r.image_key not in dropped]
-            key = split if len(self.specs) == 1 else f"{name}/{split}"
             self.skipped[key] = before - len(records)
-            log.warning("%s: skipped %d question(s) with %d unreadable image(s), e.g. %s",
+            log.warning("%s: skipped %d question(s) with %d unreadable image(s) or video(s), e.g. %s",
                         key, self.skipped[key], len(bad), bad[0].reason)
             if len(self.specs) == 1:
                 self.records[split] = records
@@ -196,22 +210,37 @@ class VQADataModule(L.LightningDataModule):
                 self.by_dataset[name][split] = records
         if not records:
             raise DataError(f"split {split!r} of dataset {name!r} has no usable questions")
-        keys = sorted(images)
         row = {k: i for i, k in enumerate(keys)}
-        if c.cache_images:
-            stacked = torch.stack([resize_uint8(images[k], self.img_size) for k in keys])  # [I,3,H,W]
-            loader = None
-        else:
-            stacked, loader = None, lambda r: resize_uint8(load_image(r.image, r.question_id), self.img_size)
-        del images
         enc = self.tokenizer([r.question for r in records], truncation=True,
                              max_length=c.max_question_length, add_special_tokens=True)
         targets = [self.vocab.soft_target(r) for r in records]
         return QABatchDataset(
-            records, stacked, [row[r.image_key] for r in records], enc["input_ids"], targets,
+            records, visuals.get("images"), [row[r.image_key] for r in records], enc["input_ids"], targets,
             len(self.vocab), int(self.tokenizer.pad_token_id or 0),
-            augment_ops=list(c.augment) if split == "train" else [], load_image=loader, seed=self.seed,
+            augment_ops=list(c.augment) if split == "train" else [], load_image=visuals.get("load_image"),
+            seed=self.seed, videos=visuals.get("videos"),
         )
+
+    def _images(self, records: list[QARecord]) -> dict[str, Any]:
+        """Decode each image once: cached as one ``[I,3,H,W]`` tensor, or a loader per batch."""
+        images, bad = load_images(records, skip_bad=bool(self.cfg.skip_bad_records))
+        keys = sorted(images)
+        if self.cfg.cache_images:
+            return {"keys": keys, "bad": bad, "images": torch.stack([resize_uint8(images[k], self.img_size)
+                                                                    for k in keys])}  # [I,3,H,W]
+        return {"keys": keys, "bad": bad,
+                "load_image": lambda r: resize_uint8(load_image(r.image, r.question_id), self.img_size)}
+
+    def _videos(self, records: list[QARecord], split: str, key: str) -> dict[str, Any]:
+        """A :class:`VideoStore`: random-segment clips for training, uniform ones for evaluation."""
+        v = self.cfg.video
+        mode = v.train_sampling if split == "train" else "uniform"
+        store, keys, bad = VideoStore.build(records, int(v.num_frames), v.frame_stride, mode, self.img_size,
+                                            cache=bool(self.cfg.cache_images), skip_bad=bool(self.cfg.skip_bad_records),
+                                            where=key)
+        if store.num_padded:
+            self.padded_videos[key] = store.num_padded
+        return {"keys": keys, "bad": bad, "videos": store}
 
     def setup(self, stage: Optional[str] = None) -> None:
         self.prepare()
@@ -255,6 +284,21 @@ class VQADataModule(L.LightningDataModule):
     def loader(self, split: str) -> DataLoader:
         """Evaluation loader of any split (no shuffling, no augmentation)."""
         return self._loader(split)
+
+    def media(self) -> str:
+        """``"image"`` or ``"video"``: what the loaded splits are about (they must agree)."""
+        kinds = {media_of(recs, split) for split, recs in self.records.items() if recs}
+        if len(kinds) > 1:
+            raise DataError(f"the splits mix images and videos ({', '.join(sorted(kinds))}); a run uses one kind")
+        return kinds.pop() if kinds else "image"
+
+    def check_media(self, video_model: bool) -> None:
+        """The loaded data's media must be what the model encodes (``model.video.enabled``)."""
+        media = self.media()
+        if (media == "video") != bool(video_model):
+            fix = "model.video.enabled=true (and model.video.pooling)" if media == "video" else "model.video.enabled=false"
+            raise ConfigError(f"the data is about {media}s but model.video.enabled is {str(bool(video_model)).lower()}; "
+                              f"set {fix}")
 
     def types(self, field: str) -> list[str]:
         """All answer or question types in the loaded splits (metrics need them up front)."""

@@ -14,14 +14,16 @@ class QARecord:
 
     Attributes:
         question_id: unique id within its split (int for VQAv2 / easy-VQA, any str for JSONL).
-        image: absolute path of the image file (already resolved and checked to lie
-            inside the data root by the source).
+        image: absolute path of the visual input (already resolved and checked to lie inside the
+            data root by the source): an image file, or with ``media="video"`` a video file, a
+            folder of frames or a ``.npy``/``.npz`` frame array (:mod:`mmfuse.data.video_io`).
         question: the question text.
         answers: raw annotator answers (VQAv2: 10; easy-VQA: 1). Empty for unlabelled test data.
         answer_type: e.g. ``"yes/no"``, ``"number"``, ``"other"``; None when unknown.
         question_type: e.g. ``"what color is the"``; None when unknown.
         image_id: key shared by all questions about the same image (defaults to ``image``);
             used to encode each image once per batch.
+        media: ``"image"`` or ``"video"``: what ``image`` points at.
     """
 
     question_id: QuestionId
@@ -31,8 +33,13 @@ class QARecord:
     answer_type: Optional[str] = None
     question_type: Optional[str] = None
     image_id: Optional[str] = None
+    media: str = "image"
 
     @property
     def image_key(self) -> str:
         """The grouping key for image-once encoding."""
         return self.image_id if self.image_id is not None else self.image
+
+    @property
+    def is_video(self) -> bool:
+        return self.media == "video"

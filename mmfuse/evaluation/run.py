@@ -124,6 +124,7 @@ def evaluate(cfg: DictConfig, fusion: Optional[nn.Module] = None, report: Option
     dm.img_size = system.model.image_size
     split = cfg.eval.split
     dm.split_records(split)
+    dm.check_media(system.model.is_video)
     hp = system.hparams
     system.set_answer_types(sorted(set(hp.answer_types) | set(dm.types("answer_type"))),
                             sorted(set(hp.get("question_types", ())) | set(dm.types("question_type"))))
@@ -136,7 +137,7 @@ def evaluate(cfg: DictConfig, fusion: Optional[nn.Module] = None, report: Option
     lightning = trainer.test(system, dataloaders=loader, verbose=False)[0]
     out_dir = Path(cfg.eval.output) if cfg.eval.output else run_dir / f"eval_{split}"
     metrics = finish_datasets(out_dir, dm, system.predictions, cfg, split, str(ckpt_path),
-                              extra={"skipped_bad_records": dict(dm.skipped),
+                              extra={"skipped_bad_records": dict(dm.skipped), "padded_short_videos": dict(dm.padded_videos),
                                      "lightning": {k: float(v) for k, v in lightning.items()}})
     if cfg.eval.report if report is None else report:
         from mmfuse.evaluation.report import write_report

@@ -253,7 +253,7 @@ class RLSystem(SupervisedSystem):
 def fuse_batch(model: nn.Module, batch: dict[str, Any]) -> FusionOutput:
     """The fused features of a batch (a :class:`~mmfuse.model.FusionModel`'s encoders and fusion only)."""
     text = model.encoders["text"](batch["text"]["input_ids"], batch["text"]["attention_mask"])
-    return model.fuse(text, model.encode_image(batch["image"]), batch.get("image_index"))
+    return model.fuse(text, model.encode_visual(batch), batch.get("image_index"))
 
 
 def exact_token_kl(logits: Tensor, ref_logits: Tensor, mask: Tensor) -> Tensor:
@@ -279,4 +279,6 @@ def rl_config(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
     with open_dict(cfg):
         cfg.model = OmegaConf.create(stored["model"])
         cfg.tasks = OmegaConf.create(stored["tasks"])
+        if stored["model"]["video"]["enabled"]:  # the time embeddings are sized by the checkpoint's clips
+            cfg.data.video.num_frames = stored["data"]["video"]["num_frames"]
     return cfg, ckpt

@@ -57,7 +57,8 @@ class SupervisedSystem(L.LightningModule):
                           list(question_types), list(answer_words))
         self.tasks = build_tasks(cfg["tasks"], ctx)
         self.model: FusionModel = build_model(cfg["model"], text_vocab_size=text_vocab_size, pad_token_id=pad_token_id,
-                                              fusion=fusion, heads=lambda: build_heads(self.tasks))
+                                              fusion=fusion, heads=lambda: build_heads(self.tasks),
+                                              num_frames=int(cfg["data"]["video"]["num_frames"]))
         self.weighting = build_weighting(cfg["loss"]["weighting"], self.active,
                                          {t: task.weight for t, task in self.tasks.items()}, **cfg["loss"]["options"])
         self.regularization = Regularization(self.model, cfg["regularization"])

@@ -4,12 +4,15 @@ Each non-blank line is an object with
 
 * ``question_id`` (int or str, required, unique in the file; ``1`` and ``"1"``
   count as the same id because ids are written as JSON keys in prediction files),
-* ``image`` (str, required): path relative to the data root (or absolute, but it
-  must lie inside the root; ``..`` and symlinks escaping the root are refused),
+* ``image`` (str) **or** ``video`` (str), exactly one: path relative to the data root (or
+  absolute, but it must lie inside the root; ``..`` and symlinks escaping the root are refused).
+  A video is a video file (``.mp4 .webm .mkv .avi .mov .gif``, decoded with PyAV), a folder of
+  frame images or a ``.npy``/``.npz`` frame array (see :mod:`mmfuse.data.video_io`). One file holds
+  one kind: all images or all videos,
 * ``question`` (str, required),
 * ``answers`` (list of str, required; ``[]`` for unlabelled data),
 * optional ``answer_type``, ``question_type`` (str or null) and ``image_id``
-  (str or int; questions sharing it share one image encoding; defaults to the path).
+  (str or int; questions sharing it share one image (video) encoding; defaults to the path).
 
 ``spec`` is the path of the .jsonl file (tried relative to ``root`` first, then
 as given). ``root`` defaults to the directory containing the file. Images are not
@@ -26,7 +29,8 @@ from typing import Any, Optional
 from mmfuse.data.schema import QARecord
 from mmfuse.data.sources.base import DataError, register_source, resolve_data_file, resolve_inside
 
-REQUIRED_FIELDS: tuple[str, ...] = ("question_id", "image", "question", "answers")
+REQUIRED_FIELDS: tuple[str, ...] = ("question_id", "question", "answers")
+MEDIA_FIELDS: tuple[str, ...] = ("image", "video")
 
 
 def _optional_str(obj: dict, key: str, where: str) -> Optional[str]:
@@ -40,11 +44,16 @@ def _parse_line(obj: Any, where: str, root: str) -> QARecord:
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     missing = [k for k in REQUIRED_FIELDS if k not in obj]
+    media = [k for k in MEDIA_FIELDS if k in obj]
+    if not media:
+        missing.insert(1, "image (or video)")
     if missing:
         raise DataError(
             f"{where}: missing required field(s) {', '.join(missing)}; "
-            f"expected fields {', '.join(REQUIRED_FIELDS)}"
+            f"expected fields question_id, image (or video), question, answers"
         )
+    if len(media) > 1:
+        raise DataError(f"{where}: has both 'image' and 'video'; a record is about one of them")
     qid = obj["question_id"]
     # bool is an int subclass; `true` as an id is surely a mistake.
     if isinstance(qid, bool) or not isinstance(qid, (int, str)):
@@ -60,12 +69,13 @@ def _parse_line(obj: Any, where: str, root: str) -> QARecord:
         raise DataError(f"{where}: 'image_id' must be a string, an int or null, got {image_id!r}")
     return QARecord(
         question_id=qid,
-        image=resolve_inside(root, obj["image"], where),
+        image=resolve_inside(root, obj[media[0]], where),
         question=question,
         answers=tuple(answers),
         answer_type=_optional_str(obj, "answer_type", where),
         question_type=_optional_str(obj, "question_type", where),
         image_id=None if image_id is None else str(image_id),
+        media=media[0],
     )
 
 
@@ -98,6 +108,10 @@ def read_jsonl(path: str, root: Optional[str] = None) -> list[QARecord]:
                         f"(first used on line {seen[key]})"
                     )
                 seen[key] = lineno
+                if records and record.media != records[0].media:
+                    kind = {"image": "an image", "video": "a video"}
+                    raise DataError(f"{where}: the record is about {kind[record.media]} but the file's first record "
+                                    f"is about {kind[records[0].media]}; one file holds images or videos, not both")
                 records.append(record)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
