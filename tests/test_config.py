@@ -62,10 +62,14 @@ def test_every_experiment_config_loads_and_builds(path: Path) -> None:
         assert cfg.stage == "rl" and cfg.data.source == "easy_vqa_noisy"
         return
     cfg = load_config(path)
-    model = mmfuse.build_model(cfg.model, num_answers=13, text_vocab_size=200)
+    model = mmfuse.build_model(cfg, num_answers=13, text_vocab_size=200)  # the whole config: clip length too
     h, w = model.image_size
     batch = {"text": {"input_ids": torch.randint(5, 200, (3, 6)), "attention_mask": torch.ones(3, 6, dtype=torch.long)},
-             "image": torch.randint(0, 255, (2, 3, h, w), dtype=torch.uint8), "image_index": torch.tensor([0, 1, 1])}
+             "image_index": torch.tensor([0, 1, 1])}
+    if cfg.model.video.enabled:
+        batch["video"] = torch.randint(0, 255, (2, cfg.data.video.num_frames, 3, h, w), dtype=torch.uint8)
+    else:
+        batch["image"] = torch.randint(0, 255, (2, 3, h, w), dtype=torch.uint8)
     assert model(batch)["vqa"].shape == (3, 13)
 
 

@@ -76,7 +76,8 @@ def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: int = 8) -> None:
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": "12", "threads": "1"}
+        stream.options = {"crf": "12"}
+        stream.codec_context.thread_count = 1  # x264 with frame threads is not byte-deterministic
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
                 container.mux(packet)
@@ -132,9 +133,7 @@ def _order(rng: random.Random, size: int, n: int, r: float) -> Scene:
     spans = _spans(rng, 2, 8)
     beat = n // 8
     frames = [render(size, [o for o, (on, off) in zip(objs, spans) if on <= t // beat < off]) for t in range(n)]
-    if rng.random() < 0.5:
-        return frames, [("which shape appears first?", first, "order")]
-    return frames, [("which shape appears last?", second, "order")]
+    return frames, [("which shape appears first?", first, "order"), ("which shape appears last?", second, "order")]
 
 
 def _count(rng: random.Random, size: int, n: int, r: float) -> Scene:
@@ -142,7 +141,9 @@ def _count(rng: random.Random, size: int, n: int, r: float) -> Scene:
     obj = (shape, colour, *_place(rng, size, r), r)
     spans, beat = _spans(rng, k, 8), n // 8
     frames = [render(size, [obj] if any(on <= t // beat < off for on, off in spans) else []) for t in range(n)]
-    return frames, [(f"how many times does the {colour} {shape} flash?", str(k), "count")]
+    return frames, [(f"how many times does the {colour} {shape} flash?", str(k), "count"),
+                    ("what color is the flashing shape?", colour, "colour"),
+                    ("what shape flashes?", shape, "shape")]
 
 
 def _colour_change(rng: random.Random, size: int, n: int, r: float) -> Scene:
@@ -151,9 +152,9 @@ def _colour_change(rng: random.Random, size: int, n: int, r: float) -> Scene:
     cx, cy = _place(rng, size, r)
     change = rng.randint(2, 6) * (n // 8)  # the first frame of the new colour
     frames = [render(size, [(shape, before if t < change else after, cx, cy, r)]) for t in range(n)]
-    if rng.random() < 0.5:
-        return frames, [(f"what color does the {shape} turn into?", after, "colour_change")]
-    return frames, [(f"what color is the {shape} before it changes?", before, "colour_change")]
+    return frames, [(f"what color does the {shape} turn into?", after, "colour_change"),
+                    (f"what color is the {shape} before it changes?", before, "colour_change"),
+                    ("what shape changes color?", shape, "shape")]
 
 
 SCENES: dict[str, Callable[[random.Random, int, int, float], Scene]] = {
@@ -185,7 +186,7 @@ def make_video_qa(out: Path, num_videos: Optional[dict[str, int]] = None, seed: 
     rng = random.Random(seed)
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
-    radius = size * 0.17
+    radius = size * 0.2
     summary: dict[str, Any] = {"seed": seed, "size": size, "num_frames": num_frames, "fps": fps, "splits": {}}
     qid = 0
     for split, total in counts.items():

@@ -177,15 +177,16 @@ def test_every_scene_answer_is_what_the_frames_show(seed: int) -> None:
     (x0, y0), (x1, y1) = centroid(frames[0]), centroid(frames[-1])
     moved = {"right": x1 - x0, "left": x0 - x1, "down": y1 - y0, "up": y0 - y1}
     assert max(moved, key=moved.get) == direction and moved[direction] > 8 and dominant(frames[5]) == colour
-    frames, [(q, k, _)] = pv._count(rng, 32, 16, 5.4)
+    frames, [(_, k, _), (_, colour, _), (_, shape, _)] = pv._count(rng, 32, 16, 5.4)
     on = [visible(f) for f in frames]
     assert sum(a and not b for a, b in zip(on, [False] + on[:-1])) == int(k), "flashes = off->on transitions"
-    frames, [(q, answer, _)] = pv._colour_change(rng, 32, 16, 5.4)
-    assert answer == (dominant(frames[-1]) if "turn into" in q else dominant(frames[0]))
-    assert dominant(frames[0]) != dominant(frames[-1])
-    frames, [(q, answer, _)] = pv._order(rng, 32, 16, 5.4)
+    assert dominant(frames[on.index(True)]) == colour and shape in pv.SHAPES
+    frames, [(q1, after, _), (q2, before, _), _] = pv._colour_change(rng, 32, 16, 5.4)
+    assert "turn into" in q1 and "before" in q2
+    assert (before, after) == (dominant(frames[0]), dominant(frames[-1])) and before != after
+    frames, [(q1, first, _), (q2, last, _)] = pv._order(rng, 32, 16, 5.4)
     on = [visible(f) for f in frames]
-    assert on.count(True) >= 4 and answer in pv.SHAPES  # two flashes of >= 1 beat (2 frames) each
+    assert on.count(True) >= 4 and first != last and {first, last} <= set(pv.SHAPES)  # flashes of >= 2 frames
     runs = sum(a and not b for a, b in zip(on, [False] + on[:-1]))
     assert runs == 2, "the two shapes appear one after the other, never together"
 
