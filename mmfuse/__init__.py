@@ -22,7 +22,9 @@ from typing import Any
 __version__ = "0.1.0"
 _EXPORTS = {
     "ConfigError": "mmfuse.config", "load_config": "mmfuse.config",
-    "EncoderOutput": "mmfuse.encoders",
+    "EncoderOutput": "mmfuse.encoders", "VideoEncoder": "mmfuse.encoders",
+    "list_temporal_poolings": "mmfuse.encoders", "register_temporal_pooling": "mmfuse.encoders",
+    "TemporalOutput": "mmfuse.encoders",
     "FusionOutput": "mmfuse.fusion", "build_fusion": "mmfuse.fusion", "list_fusions": "mmfuse.fusion",
     "register_fusion": "mmfuse.fusion",
     "FusionModel": "mmfuse.model", "build_model": "mmfuse.model",

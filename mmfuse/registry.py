@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, TypeVar
+import inspect
+from typing import Any, Callable, Generic, Iterable, Mapping, TypeVar
 
 T = TypeVar("T")
 
@@ -46,3 +47,19 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+
+def constructor_options(cls: type, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The keyword options of ``cls(...)`` and their defaults, from its signature (minus ``self``, ``exclude``
+    and ``*args``/``**kwargs``): what a config may set for a registered part."""
+    skip = {"self", *exclude}
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
+            if p.kind in kinds and p.name not in skip}
+
+
+def check_options(kind: str, name: str, given: Mapping[str, Any], valid: Mapping[str, Any]) -> None:
+    """``TypeError`` naming the unknown options of ``kind`` ``name`` and the valid ones."""
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise TypeError(f"{kind} {name!r} got unknown option(s) {unknown}; valid options: {sorted(valid) or 'none'}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,3 +34,24 @@ def run_logged(cmd: list[str], what: str) -> str:
     if proc.returncode != 0:
         raise SystemExit(f"{what} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return shown
+
+
+def sweep(out: Path, ids: Sequence[str], seeds: Sequence[Any], only: Optional[Sequence[str]],
+          run: Callable[[str, Any], dict], table: Callable[[list[dict]], str]) -> list[dict]:
+    """Run ``run(row, seed)`` for every row id (all, or those in ``only``) and seed. The runs are kept in
+    ``<out>/table.json`` and the table in ``<out>/table.md``, both rewritten after every row, so a long sweep
+    can be resumed and a row re-run alone (its earlier runs are replaced). Each run dict has ``id`` and ``seed``."""
+    out.mkdir(parents=True, exist_ok=True)
+    done_path = out / "table.json"
+    rows = json.loads(done_path.read_text()) if done_path.is_file() else []
+    order = list(ids)
+    for row in order:
+        if only and row not in only:
+            continue
+        for seed in seeds:
+            rows = [r for r in rows if (r.get("id"), r.get("seed")) != (row, seed)] + [run(row, seed)]
+        rows.sort(key=lambda r: (order.index(r["id"]) if r.get("id") in order else len(order), r.get("seed") or 0))
+        done_path.write_text(json.dumps(rows, indent=2))
+        (out / "table.md").write_text(table(rows))
+        print(table(rows), flush=True)
+    return rows

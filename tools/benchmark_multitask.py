@@ -15,7 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from bench_common import run_logged, split_only
+from bench_common import run_logged, split_only, sweep
+
 CONFIG = "configs/experiments/easy_vqa_multitask.yaml"
 TASKS = ("vqa", "answer_generation", "itm", "answer_type")
 ROWS = {
@@ -39,7 +40,7 @@ def run_row(name: str, overrides: list[str], out: Path, epochs: int, extra: list
            f"run_dir={run_dir}", "trainer.enable_progress_bar=false", *extra]
     shown = run_logged(cmd, f"row {name!r}")
     m = json.loads((run_dir / "metrics.json").read_text())
-    return {"name": name, "command": shown, "run_dir": str(run_dir),
+    return {"id": name, "seed": None, "name": name, "command": shown, "run_dir": str(run_dir),
             "test": {t: m["test_tasks"].get(t) for t in TASKS}, "vqa_official": m["test_accuracy"]["overall"],
             "wall_seconds": m["wall_seconds"], "fit_seconds": m["fit_seconds"]}
 
@@ -62,17 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     split_only(p, args, ROWS)
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    done_path = out / "table.json"
-    rows = json.loads(done_path.read_text()) if done_path.is_file() else []
-    for name, overrides in ROWS.items():
-        if args.only and name not in args.only:
-            continue
-        rows = [r for r in rows if r["name"] != name] + [run_row(name, overrides, out, args.epochs, args.overrides)]
-        rows.sort(key=lambda r: list(ROWS).index(r["name"]))
-        done_path.write_text(json.dumps(rows, indent=2))  # after every row: a long sweep can be resumed
-        (out / "table.md").write_text(table(rows))
-        print(table(rows), flush=True)
+    sweep(out, list(ROWS), [None], args.only,
+          lambda name, _: run_row(name, ROWS[name], out, args.epochs, args.overrides), table)
     return 0
 
 

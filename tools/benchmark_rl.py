@@ -19,7 +19,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_common import REPO, run_logged, split_only
+from bench_common import REPO, run_logged, split_only, sweep
 
 sys.path.insert(0, str(REPO))
 SUPERVISED = "configs/experiments/easy_vqa_noisy_generator.yaml"
@@ -97,18 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         run_logged([sys.executable, "tools/train.py", "--config", SUPERVISED, f"run_dir={sup_dir}",
              "trainer.enable_progress_bar=false"], "stage 1")
         init = json.loads((sup_dir / "metrics.json").read_text())["best_checkpoint"]
-    done_path = out / "table.json"
-    rows = json.loads(done_path.read_text()) if done_path.is_file() else []
-    for row in ROWS:
-        if args.only and row not in args.only:
-            continue
-        for seed in args.seeds:
-            rows = [r for r in rows if (r["id"], r["seed"]) != (row, seed)] + [run_row(row, seed, init, out,
-                                                                                        args.overrides)]
-            rows.sort(key=lambda r: (list(ROWS).index(r["id"]), r["seed"]))
-        done_path.write_text(json.dumps(rows, indent=2))  # after every row: a long sweep can be resumed
-        (out / "table.md").write_text(table(rows))
-        print(table(rows), flush=True)
+    rows = sweep(out, list(ROWS), args.seeds, args.only, lambda row, seed: run_row(row, seed, init, out,
+                                                                              args.overrides), table)
     from mmfuse.viz.rl import write_rl_curves
 
     first = min(args.seeds)

@@ -19,7 +19,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_common import REPO, run_logged, split_only
+from bench_common import REPO, run_logged, split_only, sweep
 
 CONFIG = "configs/experiments/video_qa.yaml"
 ROWS = {  # id (run folder, --only) -> (table label, overrides)
@@ -79,19 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (data / "train.jsonl").is_file():
         run_logged([sys.executable, "tools/make_video_qa.py", "--out", str(data)], "data generation")
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    done_path = out / "table.json"
-    rows = json.loads(done_path.read_text()) if done_path.is_file() else []
-    for row in ROWS:
-        if args.only and row not in args.only:
-            continue
-        for seed in args.seeds:
-            rows = [r for r in rows if (r["id"], r["seed"]) != (row, seed)] + [run_row(row, seed, data, out,
-                                                                                        args.overrides)]
-            rows.sort(key=lambda r: (list(ROWS).index(r["id"]), r["seed"]))
-        done_path.write_text(json.dumps(rows, indent=2))  # after every row: a long sweep can be resumed
-        (out / "table.md").write_text(table(rows))
-        print(table(rows), flush=True)
+    sweep(out, list(ROWS), args.seeds, args.only, lambda row, seed: run_row(row, seed, data, out, args.overrides),
+          table)
     return 0
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -158,19 +159,13 @@ def count_frames(path: str, question_id: Any = None) -> int:
     """The number of frames of the video at ``path`` (no pixels are decoded)."""
     where = _where(path, question_id)
     kind = video_kind(path)
-    try:
+    with _as_data_error(where):
         if kind == "folder":
             n = len(_frame_files(path))
         elif kind == "array":
             n = int(_to_tchw(_load_array(path)).shape[0])
         else:
             n = _count_file(path)
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"video not found: {where}") from None
-    except Exception as e:  # PyAV, numpy and PIL raise their own types for corrupt input
-        raise DataError(f"cannot read video {where}: {type(e).__name__}: {e}") from None
     if n < 1:
         raise DataError(f"video {where} has no frames")
     return n
@@ -178,6 +173,19 @@ def count_frames(path: str, question_id: Any = None) -> int:
 
 def _where(path: str, question_id: Any) -> str:
     return path + (f" (question_id {question_id!r})" if question_id is not None else "")
+
+
+@contextmanager
+def _as_data_error(where: str) -> Iterator[None]:
+    """Any failure inside becomes a DataError naming ``where`` (PyAV, numpy and PIL raise their own types)."""
+    try:
+        yield
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"video not found: {where}") from None
+    except Exception as e:
+        raise DataError(f"cannot read video {where}: {type(e).__name__}: {e}") from None
 
 
 def _stack(frames: Sequence[Tensor], size: Optional[tuple[int, int]]) -> Tensor:
@@ -198,7 +206,7 @@ def read_frames(path: str, indices: Optional[Sequence[int]] = None, size: Option
     """
     where = _where(path, question_id)
     kind = video_kind(path)
-    try:
+    with _as_data_error(where):
         if indices is None:
             indices = range(count_frames(path, question_id))
         idx = [int(i) for i in indices]
@@ -223,12 +231,6 @@ def read_frames(path: str, indices: Optional[Sequence[int]] = None, size: Option
         if missing:
             raise ShortVideo(f"video {where}: frame {missing[0]} requested but it has {available} frame(s)", available)
         return _stack([frames[i] for i in idx], size)
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"video not found: {where}") from None
-    except Exception as e:  # PyAV, numpy and PIL raise their own types for corrupt input
-        raise DataError(f"cannot read video {where}: {type(e).__name__}: {e}") from None
 
 
 def _read_image(path: str) -> Tensor:

@@ -23,7 +23,6 @@ Built in:
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -31,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from mmfuse.fusion.cross_attention import MaskedAttention
-from mmfuse.registry import Registry
+from mmfuse.registry import Registry, check_options, constructor_options
 
 __all__ = [
     "TEMPORAL_POOLINGS", "AttentionPooling", "MeanPooling", "TemporalOutput", "TemporalTransformerPooling",
@@ -60,19 +59,12 @@ def list_temporal_poolings() -> list[str]:
 
 def temporal_pooling_hparams(name: str) -> dict[str, Any]:
     """The options of pooling ``name`` and their defaults (from its signature)."""
-    sig = inspect.signature(TEMPORAL_POOLINGS.get(name).__init__)
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return {p.name: p.default for p in sig.parameters.values()
-            if p.kind in kinds and p.name not in ("self", "dim", "num_frames")}
+    return constructor_options(TEMPORAL_POOLINGS.get(name), exclude=("dim", "num_frames"))
 
 
 def build_temporal_pooling(name: str, dim: int, num_frames: int, **hparams: Any) -> nn.Module:
     """Build the pooling registered as ``name``; an unknown option is an error naming the valid ones."""
-    valid = temporal_pooling_hparams(name)
-    unknown = sorted(set(hparams) - set(valid))
-    if unknown:
-        raise TypeError(f"temporal pooling {name!r} got unknown option(s) {unknown}; "
-                        f"valid options: {sorted(valid) or 'none'}")
+    check_options("temporal pooling", name, hparams, temporal_pooling_hparams(name))
     return TEMPORAL_POOLINGS.get(name)(dim=int(dim), num_frames=int(num_frames), **hparams)
 
 

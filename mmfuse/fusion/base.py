@@ -13,13 +13,12 @@ this so per-image work (e.g. cross-attention keys/values) is done once per image
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 from torch import Tensor, nn
 
 from mmfuse.encoders.base import EncoderOutput
-from mmfuse.registry import Registry
+from mmfuse.registry import Registry, check_options, constructor_options
 
 FUSIONS: Registry[type[nn.Module]] = Registry("fusion")
 
@@ -53,13 +52,7 @@ def list_fusions() -> list[str]:
 
 def fusion_hparams(name: str) -> dict[str, Any]:
     """The tunable hyper-parameters of fusion ``name`` and their defaults (from its signature)."""
-    sig = inspect.signature(FUSIONS.get(name).__init__)
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return {
-        p.name: p.default
-        for p in sig.parameters.values()
-        if p.kind in kinds and p.name not in ("self", "in_dims", "dim")
-    }
+    return constructor_options(FUSIONS.get(name), exclude=("in_dims", "dim"))
 
 
 def build_fusion(name: str, in_dims: dict[str, int], dim: int, **hparams: Any) -> nn.Module:
@@ -72,12 +65,7 @@ def build_fusion(name: str, in_dims: dict[str, int], dim: int, **hparams: Any) -
         **hparams: fusion-specific options; an unknown one is an error naming the valid ones.
     """
     cls = FUSIONS.get(name)
-    valid = fusion_hparams(name)
-    unknown = sorted(set(hparams) - set(valid))
-    if unknown:
-        raise TypeError(
-            f"fusion {name!r} got unknown option(s) {unknown}; valid options: {sorted(valid) or 'none'}"
-        )
+    check_options("fusion", name, hparams, fusion_hparams(name))
     return cls(in_dims=dict(in_dims), dim=int(dim), **hparams)
 
 

@@ -1,0 +1,62 @@
+"""The datasets of a run and how their splits are formed: ``DatasetSpec`` (one per ``data.source`` or
+``data.mixture`` entry), the validation split carved by image, and the media (image or video) of a split."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from mmfuse.data.schema import QARecord
+from mmfuse.data.sources import DataError
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of the run: ``data.source``/``root``/``train``/``val``/``test`` or one ``data.mixture`` entry.
+
+    ``tasks`` None means every active task.
+    """
+
+    name: str
+    source: str
+    root: Optional[str] = None
+    train: Any = None
+    val: Any = None
+    test: Any = None
+    val_fraction: float = 0.1
+    tasks: Optional[tuple[str, ...]] = None
+
+
+def dataset_specs(data: Any) -> list[DatasetSpec]:
+    """The datasets of a ``data`` config node: its ``mixture`` entries, else the single ``source``."""
+    if not data.mixture:
+        return [DatasetSpec(str(data.source), str(data.source), data.root, data.train, data.val, data.test,
+                            float(data.val_fraction))]
+    return [DatasetSpec(str(e["name"]), str(e["source"]), e.get("root"), e.get("train"), e.get("val"), e.get("test"),
+                        float(data.val_fraction if e.get("val_fraction") is None else e["val_fraction"]),
+                        tuple(e["tasks"]) if e.get("tasks") else None) for e in data.mixture]
+
+
+def carve_validation(records: list[QARecord], fraction: float) -> tuple[list[QARecord], list[QARecord]]:
+    """Deterministic split of ``records`` into (train, val) *by image*: an image goes to
+    validation iff ``sha1(image_key) < fraction`` — independent of seed, order and machine,
+    and no image is shared between the two."""
+    def is_val(key: str) -> bool:
+        h = int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big")
+        return h / 2**64 < fraction
+
+    train, val = [], []
+    for r in records:
+        (val if is_val(r.image_key) else train).append(r)
+    return train, val
+
+
+def media_of(records: list[QARecord], where: str) -> str:
+    """The media of ``records`` (``image`` or ``video``); a split mixing both is a DataError."""
+    kinds = {r.media for r in records}
+    if len(kinds) > 1:
+        first = {k: next(r for r in records if r.media == k) for k in sorted(kinds)}
+        raise DataError(f"{where}: mixes images and videos (e.g. question_id {first['image'].question_id!r} is about "
+                        f"an image, {first['video'].question_id!r} about a video); a split holds one kind")
+    return kinds.pop() if kinds else "image"
