@@ -1,4 +1,5 @@
-"""Video-frame encoder: the image encoder on every frame (shared weights), then a temporal pooling."""
+"""Video-frame encoder: the image encoder on every frame (shared weights), then a temporal pooling chosen
+by name (the registry lives in :mod:`mmfuse.encoders.temporal` and is re-exported here)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,20 @@ import torch
 from torch import Tensor, nn
 
 from mmfuse.encoders.base import EncoderOutput
-from mmfuse.encoders.temporal import build_temporal_pooling
+from mmfuse.encoders.temporal import (
+    TEMPORAL_POOLINGS,
+    TemporalOutput,
+    build_temporal_pooling,
+    list_temporal_poolings,
+    register_temporal_pooling,
+    temporal_pooling_hparams,
+)
 
 VIDEO_OUTPUTS = ("frames", "patches")
+__all__ = [
+    "TEMPORAL_POOLINGS", "VIDEO_OUTPUTS", "TemporalOutput", "VideoEncoder", "build_temporal_pooling",
+    "list_temporal_poolings", "register_temporal_pooling", "temporal_pooling_hparams",
+]
 
 
 class VideoEncoder(nn.Module):
