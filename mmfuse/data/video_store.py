@@ -89,6 +89,7 @@ class VideoStore:
         unreadable videos (empty unless ``skip_bad``; otherwise the first one raises).
         """
         keys, paths, qids, lengths, frames, bad = [], [], [], [], [], []
+        cached_bytes = 0  # running total: summing the list each time would be quadratic in the videos
         for key, (path, ids) in _group_by_image(records).items():
             try:
                 n = count_frames(path, ids[0])
@@ -96,6 +97,7 @@ class VideoStore:
                     all_frames = _read_all(path, n, size, ids[0])
                     n = all_frames.shape[0]
                     frames.append(all_frames if mode != "uniform" else _clip(all_frames, num_frames, stride))
+                    cached_bytes += frames[-1].numel()  # uint8: one byte per element
             except DataError as e:
                 if not skip_bad:
                     raise
@@ -105,7 +107,7 @@ class VideoStore:
             paths.append(path)
             qids.append(ids[0])
             lengths.append(n)
-            if cache and mode != "uniform" and sum(f.numel() for f in frames) > MAX_CACHE_BYTES:
+            if cached_bytes > MAX_CACHE_BYTES:
                 raise DataError(f"{where or 'video split'}: caching every decoded frame would take more than "
                                 f"{MAX_CACHE_BYTES >> 30} GiB; set data.cache_images=false to decode clips per batch")
         store = cls(paths, qids, lengths, num_frames, stride, mode, size,
