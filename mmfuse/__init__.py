@@ -15,23 +15,29 @@ The names below are imported on first use, so light tools (``tools/score.py``,
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 __version__ = "0.1.0"
+# name -> the module that defines it. Module names never equal an exported name (the training run lives in
+# mmfuse.training, not mmfuse.train), so importing a submodule can never replace an exported function.
 _EXPORTS = {
-    "ConfigError": "mmfuse.config", "load_config": "mmfuse.config",
+    "load_config": "mmfuse.config",
+    "CheckpointMismatch": "mmfuse.errors", "ConfigError": "mmfuse.errors", "CoverageError": "mmfuse.errors",
+    "DataError": "mmfuse.errors", "FormatError": "mmfuse.errors", "MmfuseError": "mmfuse.errors",
+    "RunFailed": "mmfuse.errors", "StaleRun": "mmfuse.errors",
     "EncoderOutput": "mmfuse.encoders", "VideoEncoder": "mmfuse.encoders",
     "list_temporal_poolings": "mmfuse.encoders", "register_temporal_pooling": "mmfuse.encoders",
     "TemporalOutput": "mmfuse.encoders",
     "FusionOutput": "mmfuse.fusion", "build_fusion": "mmfuse.fusion", "list_fusions": "mmfuse.fusion",
     "register_fusion": "mmfuse.fusion",
+    "MaskedAttention": "mmfuse.layers", "attention_weights": "mmfuse.layers", "masked_mean": "mmfuse.layers",
     "FusionModel": "mmfuse.model", "build_model": "mmfuse.model",
-    "build_datamodule": "mmfuse.train", "evaluate": "mmfuse.train", "load_system": "mmfuse.train",
-    "train": "mmfuse.train",
+    "build_datamodule": "mmfuse.runner", "load_system": "mmfuse.runner",
+    "train": "mmfuse.training", "evaluate": "mmfuse.evaluation.run",
     "cross_validate": "mmfuse.crossval",
+    "list_sources": "mmfuse.data.sources", "register_source": "mmfuse.data.sources",
     "list_tasks": "mmfuse.tasks", "list_weightings": "mmfuse.objectives.multitask",
+    "register_weighting": "mmfuse.objectives.multitask",
     "pcgrad_project": "mmfuse.objectives.multitask", "l2_penalty": "mmfuse.objectives.regularizers",
     "l2_sp": "mmfuse.objectives.regularizers",
     "compute_gae": "mmfuse.rl", "register_reward": "mmfuse.rl", "list_rewards": "mmfuse.rl",
@@ -49,16 +55,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
-
-
-class _Package(types.ModuleType):
-    """Importing the submodule ``mmfuse.train`` sets the package attribute ``train`` to the module;
-    keep the *function* there instead (as an eager ``from mmfuse.train import train`` would)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == f"{__name__}.{name}":
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

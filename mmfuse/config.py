@@ -10,10 +10,14 @@ an invalid choice is a :class:`ConfigError` naming the key and what is valid.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from mmfuse.config_checks import check_rl, check_tasks, check_video
+from mmfuse.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 BASE_CONFIG = CONFIG_DIR / "base.yaml"
@@ -33,44 +37,57 @@ MOVED = {"model.head": "tasks.vqa (hidden, dropout, loss)"}
 ANY_TYPE = {"trainer.devices", "trainer.precision", "trainer.accelerator", "trainer.strategy"}
 
 
-class ConfigError(ValueError):
-    """A config key, type or value is invalid; the message names the key and what is valid."""
+# Choices that belong to no component: the run's own settings.
+STAGES = ("supervised", "rl")
+LOGGERS = ("csv", "tensorboard", "none")
+CHECKPOINT_MODES = ("max", "min")
 
 
-def _choices() -> dict[str, Callable[[], list[str]]]:
-    # Imported lazily: the registries import torch-heavy modules.
+def _choices() -> dict[str, Callable[[], Sequence[str]]]:
+    """Config key -> its valid values, read from the component that owns them: a part added to a registry
+    (fusion, pooling, source, weighting, reward, task) is a valid choice here with no edit."""
+    # Imported here, not at the top: the registries import torch, transformers and timm.
+    from mmfuse.data.frames import SAMPLING_MODES
+    from mmfuse.data.mixture import STRATEGIES as MIXTURE_SAMPLING
     from mmfuse.data.sources import list_sources
+    from mmfuse.data.splits import SPLITS
+    from mmfuse.encoders.stems import STEMS
     from mmfuse.encoders.temporal import list_temporal_poolings
+    from mmfuse.encoders.video import VIDEO_OUTPUTS
     from mmfuse.fusion import list_fusions
+    from mmfuse.heads.generator import STRATEGIES as DECODING
+    from mmfuse.objectives.losses import VQA_LOSSES
     from mmfuse.objectives.multitask import list_weightings
-    from mmfuse.rl.rewards import list_rewards
+    from mmfuse.objectives.regularizers import L2_SP_SCOPES
+    from mmfuse.rl.ppo import ALGORITHMS
+    from mmfuse.rl.rewards import KL_ESTIMATORS, list_rewards
+    from mmfuse.rl.rollout import TRUNCATION
+    from mmfuse.tasks import list_answer_tasks
+    from mmfuse.tasks.generation import TARGETS
 
     return {
         "data.source": list_sources,
         "model.fusion.name": list_fusions,
         "model.video.pooling": list_temporal_poolings,
-        "model.video.output": lambda: ["frames", "patches"],
-        "data.video.train_sampling": lambda: ["random_segment", "uniform"],
-        "tasks.vqa.loss": lambda: ["bce", "ce"],
-        "tasks.answer_generation.target": lambda: ["most_common", "random"],
-        "tasks.answer_generation.decode": lambda: ["greedy", "sample", "beam"],
+        "model.video.output": lambda: VIDEO_OUTPUTS,
+        "data.video.train_sampling": lambda: SAMPLING_MODES,
+        "tasks.vqa.loss": lambda: list(VQA_LOSSES),
+        "tasks.answer_generation.target": lambda: TARGETS,
+        "tasks.answer_generation.decode": lambda: DECODING,
         "loss.weighting": list_weightings,
-        "regularization.l2_sp_scope": lambda: ["pretrained", "encoders"],
-        "data.sampling": lambda: ["proportional", "round_robin", "temperature"],
-        "eval.task": lambda: ["vqa", "answer_generation"],
-        "model.image.stem": lambda: ["patch", "conv", "deep_conv"],
-        "trainer.logger": lambda: ["csv", "tensorboard", "none"],
-        "checkpoint.mode": lambda: ["max", "min"],
-        "eval.split": lambda: ["train", "val", "test"],
-        "stage": lambda: ["supervised", "rl"],
-        "rl.algorithm": lambda: ["ppo", "reinforce"],
+        "regularization.l2_sp_scope": lambda: L2_SP_SCOPES,
+        "data.sampling": lambda: MIXTURE_SAMPLING,
+        "eval.task": list_answer_tasks,
+        "model.image.stem": lambda: list(STEMS),
+        "trainer.logger": lambda: LOGGERS,
+        "checkpoint.mode": lambda: CHECKPOINT_MODES,
+        "eval.split": lambda: SPLITS,
+        "stage": lambda: STAGES,
+        "rl.algorithm": lambda: ALGORITHMS,
         "rl.reward": list_rewards,
-        "rl.truncation": lambda: ["terminal", "bootstrap"],
-        "rl.kl.estimator": lambda: ["k1", "k3"],
+        "rl.truncation": lambda: TRUNCATION,
+        "rl.kl.estimator": lambda: KL_ESTIMATORS,
     }
-
-
-AUGMENTATIONS = ("hflip", "vflip", "rot90")
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
@@ -116,19 +133,19 @@ def _compatible(default: Any, value: Any) -> bool:
 
 
 def _validate(node: DictConfig, schema: DictConfig, prefix: str = "") -> None:
-    for key in node.keys():
+    for key in node:
         path = f"{prefix}{key}"
         if key not in schema:
             if path in MOVED:
                 raise ConfigError(f"config key {path!r} has moved to {MOVED[path]}")
-            valid = sorted(str(k) for k in schema.keys())
+            valid = sorted(str(k) for k in schema)
             close = difflib.get_close_matches(str(key), valid, n=1)
             hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
             raise ConfigError(f"unknown config key {path!r}; valid keys under "
                               f"{prefix.rstrip('.') or 'the top level'}: {', '.join(valid)}.{hint}")
         if path in OPEN_NODES or path in ANY_TYPE:
             continue
-        child = node._get_node(key)  # noqa: SLF001 (read without resolving interpolations)
+        child = node._get_node(key)
         default = schema[key]
         value = child if isinstance(child, (DictConfig, ListConfig)) else child._value()
         if isinstance(value, str) and "${" in value:
@@ -145,11 +162,11 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, path)
         if value is not None and value not in valid():
             raise ConfigError(f"config key {path!r} is {value!r}; valid choices: {', '.join(valid())}")
+    from mmfuse.data.transforms import AUGMENTATIONS
+
     for aug in cfg.data.augment:
         if aug not in AUGMENTATIONS:
             raise ConfigError(f"config key 'data.augment' has {aug!r}; valid choices: {', '.join(AUGMENTATIONS)}")
-    from mmfuse.config_checks import check_rl, check_tasks, check_video  # imports registries (torch-heavy)
-
     check_tasks(cfg)
     check_rl(cfg)
     check_video(cfg)
@@ -163,8 +180,8 @@ def _check_choices(cfg: DictConfig) -> None:
 
 
 def load_config(
-    paths: Union[str, Path, Sequence[Union[str, Path]], None] = None,
-    overrides: Optional[Iterable[str]] = None,
+    paths: str | Path | Sequence[str | Path] | None = None,
+    overrides: Iterable[str] | None = None,
 ) -> DictConfig:
     """Load, merge and validate a configuration.
 
@@ -206,7 +223,7 @@ def load_config(
     return merged  # type: ignore[return-value]
 
 
-def save_config(cfg: DictConfig, path: Union[str, Path]) -> None:
+def save_config(cfg: DictConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (the run directory's ``config.yaml``)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, path, resolve=True)

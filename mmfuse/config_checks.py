@@ -1,21 +1,23 @@
 """Cross-key checks of a merged config (run by :func:`mmfuse.config.load_config` after the per-key type
-checks): the task list, weighting options and dataset mixture entries, and the RL stage's settings."""
+checks): the task list, weighting options and dataset mixture entries, and the RL stage's settings.
+
+Imported by :mod:`mmfuse.config`, never the reverse; the valid values come from the components that own them."""
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from mmfuse.config import ConfigError
-
-RL_TRAINABLE = ("generator", "fusion", "text", "image")
+from mmfuse.errors import ConfigError
 
 
 def check_rl(cfg: DictConfig) -> None:
     """``rl.train`` names trainable parts; PPO counts, rates and γ, λ are in range; stage=rl has init_from."""
+    from mmfuse.rl.rollout import TRAINABLE_PARTS
+
     rl = cfg.rl
     for part in rl.train:
-        if part not in RL_TRAINABLE:
-            raise ConfigError(f"config key 'rl.train' has {part!r}; valid choices: {', '.join(RL_TRAINABLE)}")
+        if part not in TRAINABLE_PARTS:
+            raise ConfigError(f"config key 'rl.train' has {part!r}; valid choices: {', '.join(TRAINABLE_PARTS)}")
     for key in ("ppo_epochs", "minibatches"):
         if rl[key] < 1:
             raise ConfigError(f"config key 'rl.{key}' is {rl[key]}; expected an integer >= 1")
@@ -80,7 +82,8 @@ def check_tasks(cfg: DictConfig) -> None:
             if not entry.get(k):
                 raise ConfigError(f"config key '{where}.{k}' is required")
         if entry.source not in list_sources():
-            raise ConfigError(f"config key '{where}.source' is {entry.source!r}; valid choices: {', '.join(list_sources())}")
+            raise ConfigError(f"config key '{where}.source' is {entry.source!r}; "
+                              f"valid choices: {', '.join(list_sources())}")
         vf = entry.get("val_fraction")
         if vf is not None and (isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 <= vf < 1):
             raise ConfigError(f"config key '{where}.val_fraction' is {vf!r}; expected a number in [0, 1)")

@@ -9,25 +9,26 @@ deviation (ddof=1) of the held-out official accuracies, overall and per answer t
 
 from __future__ import annotations
 
-import hashlib
 import statistics
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from mmfuse.config import ConfigError, save_config
-from mmfuse.data.datamodule import carve_validation
+from mmfuse.config import save_config
 from mmfuse.data.schema import QARecord
 from mmfuse.data.sources import load_records
-from mmfuse.train import make_run_dir, train
+from mmfuse.data.splits import carve_validation, split_hash
+from mmfuse.errors import ConfigError
+from mmfuse.runner import make_run_dir
+from mmfuse.training import train
 from mmfuse.utils import write_json
 
 
 def fold_of(image_key: str, k: int) -> int:
-    """The fold (0..k-1) of an image: ``sha1(key) mod k``."""
-    return int.from_bytes(hashlib.sha1(image_key.encode()).digest()[:8], "big") % k
+    """The fold (0..k-1) of an image: ``split_hash(key) mod k`` (the first 8 bytes of its sha1)."""
+    return split_hash(image_key) % k
 
 
 def kfold(records: list[QARecord], k: int) -> list[list[QARecord]]:
@@ -43,7 +44,7 @@ def _mean_std(values: list[float]) -> dict[str, float]:
             "std": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0}
 
 
-def cross_validate(cfg: DictConfig, k: int, fusion: Optional[nn.Module] = None) -> dict[str, Any]:
+def cross_validate(cfg: DictConfig, k: int, fusion: nn.Module | None = None) -> dict[str, Any]:
     """Train and test ``k`` times; writes ``<run>/fold_<i>/`` and ``<run>/cv_metrics.json``."""
     if k < 2:
         raise ConfigError(f"--folds must be at least 2, got {k}")

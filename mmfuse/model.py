@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Union
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from mmfuse.data.transforms import normalize
 from mmfuse.encoders import TextEncoder, VideoEncoder, VisionEncoder
 from mmfuse.fusion import FusionOutput, build_fusion
 from mmfuse.heads import ClassifierHead
+from mmfuse.layers import normalize
 
 
 class FusionModel(nn.Module):
@@ -49,7 +50,7 @@ class FusionModel(nn.Module):
         self.register_buffer("std", torch.tensor(dc["std"]), persistent=False)
         self.is_video = bool(getattr(image, "is_video", False))
 
-    def encode_image(self, images: Tensor, mask: Optional[Tensor] = None) -> Any:
+    def encode_image(self, images: Tensor, mask: Tensor | None = None) -> Any:
         """Encode ``[U,3,H,W]`` images, or ``[U,T,3,H,W]`` clips (with ``mask [U,T]``) for a video encoder."""
         if images.dtype == torch.uint8:
             shape = images.shape
@@ -68,7 +69,7 @@ class FusionModel(nn.Module):
                            "set model.video.enabled to match the data")
         return self.encode_image(batch[key], batch.get("video_mask") if self.is_video else None)
 
-    def fuse(self, text: Any, image: Any, index: Optional[Tensor]) -> FusionOutput:
+    def fuse(self, text: Any, image: Any, index: Tensor | None) -> FusionOutput:
         """Fuse question rows ``text [B,...]`` with image rows ``image [U,...]`` (``index [B]``: row of
         each question's image; None: one image row per question)."""
         if index is not None and getattr(self.fusion, "accepts_index", False):
@@ -90,10 +91,10 @@ class FusionModel(nn.Module):
         return out
 
 
-def build_model(model_cfg: Mapping[str, Any], num_answers: Optional[int] = None, text_vocab_size: Optional[int] = None,
-                pad_token_id: int = 0, fusion: Optional[nn.Module] = None,
-                heads: Union[Mapping[str, nn.Module], Callable[[], Mapping[str, nn.Module]], None] = None,
-                num_frames: Optional[int] = None) -> FusionModel:
+def build_model(model_cfg: Mapping[str, Any], num_answers: int | None = None, text_vocab_size: int | None = None,
+                pad_token_id: int = 0, fusion: nn.Module | None = None,
+                heads: Mapping[str, nn.Module] | Callable[[], Mapping[str, nn.Module]] | None = None,
+                num_frames: int | None = None) -> FusionModel:
     """Build a :class:`FusionModel` from the ``model`` config node (or the whole config).
 
     Sizes flow one way: encoders report ``out_dim`` → the fusion gets ``in_dims`` and
@@ -116,12 +117,15 @@ def build_model(model_cfg: Mapping[str, Any], num_answers: Optional[int] = None,
                        pad_token_id=pad_token_id, freeze=t["freeze"])
     image = VisionEncoder(name=i["name"], pretrained=i["pretrained"], checkpoint_path=i["checkpoint_path"],
                           img_size=i["img_size"], patch_size=i["patch_size"], embed_dim=i["embed_dim"],
-                          depth=i["depth"], num_heads=i["num_heads"], stem=i["stem"], freeze=i["freeze"], **dict(i["kwargs"]))
+                          depth=i["depth"], num_heads=i["num_heads"], stem=i["stem"], freeze=i["freeze"],
+                          **dict(i["kwargs"]))
     video = model_cfg.get("video") or {}
     if video.get("enabled"):
         if num_frames is None:
-            raise ValueError("a video model needs num_frames (data.video.num_frames): pass the whole config or num_frames=")
-        image = VideoEncoder(image, int(num_frames), video["pooling"], video["output"], **dict(video.get("hparams") or {}))
+            raise ValueError("a video model needs num_frames (data.video.num_frames): "
+                             "pass the whole config or num_frames=")
+        image = VideoEncoder(image, int(num_frames), video["pooling"], video["output"],
+                             **dict(video.get("hparams") or {}))
     if fusion is None:
         in_dims = {"text": text.out_dim, "image": image.out_dim}
         fusion = build_fusion(f["name"], in_dims, f["dim"], **dict(f["hparams"]))

@@ -79,12 +79,19 @@ def test_tiny_config_is_tiny() -> None:
 
 
 def test_package_exports_survive_submodule_imports() -> None:
-    """``mmfuse.train`` is the function even after ``import mmfuse.train`` (lazy exports)."""
+    """Every exported name stays what it is after every submodule is imported: no module is named like an
+    export (``mmfuse.train`` is the function; the run lives in ``mmfuse.training``)."""
     import importlib
+    import pkgutil
 
     import mmfuse
 
-    importlib.import_module("mmfuse.train")
-    importlib.import_module("mmfuse.crossval")
-    assert callable(mmfuse.train) and mmfuse.train.__module__ == "mmfuse.train"
+    modules = [m.name for m in pkgutil.walk_packages(mmfuse.__path__, "mmfuse.")]
+    clashes = sorted(set(mmfuse.__all__) & {m.split(".")[1] for m in modules})
+    assert not clashes, f"modules named like exported names: {clashes}"
+    for name in modules:
+        importlib.import_module(name)
+    for name in mmfuse.__all__:
+        assert not isinstance(getattr(mmfuse, name), type(mmfuse)), name
+    assert callable(mmfuse.train) and mmfuse.train.__module__ == "mmfuse.training"
     assert callable(mmfuse.evaluate) and callable(mmfuse.cross_validate) and callable(mmfuse.register_fusion)

@@ -13,7 +13,7 @@ from mmfuse.data.schema import QARecord
 from tests.conftest import REPO, TINY, jsonl_overrides
 
 sys.path.insert(0, str(REPO / "tools"))
-import train as train_tool  # noqa: E402
+import train as train_tool
 
 
 def test_kfold_is_by_image_and_a_partition() -> None:

@@ -19,7 +19,7 @@ def test_readme_custom_fusion_example(jsonl_data: dict, tmp_path: Path, monkeypa
     monkeypatch.chdir(REPO)
     ns: dict = {}
     try:
-        exec(readme_block("register_fusion"), ns)  # noqa: S102 - the documented example itself
+        exec(readme_block("register_fusion"), ns)
         assert "gated_product" in mmfuse.list_fusions()
         (cfg, none), (_, built) = calls
         assert cfg.model.fusion.name == "gated_product" and none is None and built is not None
@@ -32,7 +32,8 @@ def test_readme_custom_fusion_example(jsonl_data: dict, tmp_path: Path, monkeypa
         cfg = mmfuse.load_config(TINY, jsonl_overrides(jsonl_data, tmp_path / "b") + ["trainer.logger=none"])
         by_module = mmfuse.train(cfg, fusion=fusion)
         assert 0.0 <= by_module["test"]["test/acc"] <= 1.0
-        system = mmfuse.load_system(by_module["best_checkpoint"], fusion=ns["GatedProduct"]({"text": 32, "image": 32}, 32))
+        fusion = ns["GatedProduct"]({"text": 32, "image": 32}, 32)
+        system = mmfuse.load_system(by_module["best_checkpoint"], fusion=fusion)
         assert type(system.model.fusion).__name__ == "GatedProduct"
     finally:
         FUSIONS._items.pop("gated_product", None)

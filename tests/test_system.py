@@ -43,6 +43,7 @@ def test_hparams_are_plain_data() -> None:
     assert set(hp) == {"cfg", "answers", "text_vocab_size", "pad_token_id", "answer_types", "question_types",
                        "answer_words"}
     assert isinstance(hp["cfg"], dict) and hp["answers"] == ["yes", "no"]
-    out = system({"text": {"input_ids": torch.randint(5, 50, (2, 4)), "attention_mask": torch.ones(2, 4, dtype=torch.long)},
+    text = {"input_ids": torch.randint(5, 50, (2, 4)), "attention_mask": torch.ones(2, 4, dtype=torch.long)}
+    out = system({"text": text,
                   "image": torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)})
     assert out["vqa"].shape == (2, 2)

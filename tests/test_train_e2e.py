@@ -36,7 +36,8 @@ def test_train_then_evaluate_reproduces_test_accuracy(jsonl_data: dict, tmp_path
     assert "soft VQA targets" in ev["training_targets"]
     preds = json.loads((run / "eval_test" / "predictions.json").read_text())
     assert preds == json.loads(from_train)  # evaluate.py reproduces the test stage of training
-    assert sorted(p["question_id"] for p in preds) == list(range(60, 72)) and all(set(p) == {"question_id", "answer"} for p in preds)
+    assert sorted(p["question_id"] for p in preds) == list(range(60, 72))
+    assert all(set(p) == {"question_id", "answer"} for p in preds)
     lo, hi = ev["accuracy"]["overall_ci95"]
     assert lo <= ev["accuracy"]["overall"] <= hi
 
@@ -110,5 +111,5 @@ def test_last_checkpoint_is_the_last_epoch_even_when_the_best_is_earlier(jsonl_d
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert best["epoch"] == 0 and last["epoch"] == 2
     assert last["global_step"] == 3 * best["global_step"]
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [Path(result["best_checkpoint"]).name,
-                                                                                    "last.ckpt"]
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == [Path(result["best_checkpoint"]).name, "last.ckpt"]

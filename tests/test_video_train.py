@@ -73,8 +73,8 @@ def test_data_and_model_must_agree_on_the_media(video_data: dict, jsonl_data: di
 
 def test_generator_and_rl_fusion_on_video_batches(video_data: dict, tmp_path: Path) -> None:
     """The answer generator trains on video, and the RL stage's fused features (fuse_batch) read clips."""
+    from mmfuse.runner import load_system
     from mmfuse.systems.rl import fuse_batch
-    from mmfuse.train import load_system
 
     cfg = mmfuse.load_config(["configs/data/video_qa.yaml", TINY], overrides(
         video_data, tmp_path / "gen", "tasks.active=[vqa,answer_generation]"))

@@ -6,8 +6,9 @@ import argparse
 import json
 import shlex
 import subprocess
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,7 +37,7 @@ def run_logged(cmd: list[str], what: str) -> str:
     return shown
 
 
-def sweep(out: Path, ids: Sequence[str], seeds: Sequence[Any], only: Optional[Sequence[str]],
+def sweep(out: Path, ids: Sequence[str], seeds: Sequence[Any], only: Sequence[str] | None,
           run: Callable[[str, Any], dict], table: Callable[[list[dict]], str]) -> list[dict]:
     """Run ``run(row, seed)`` for every row id (all, or those in ``only``) and seed. The runs are kept in
     ``<out>/table.json`` and the table in ``<out>/table.md``, both rewritten after every row, so a long sweep

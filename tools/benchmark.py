@@ -28,15 +28,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
 
-import mmfuse  # noqa: E402
-from mmfuse.config import to_container  # noqa: E402
-from mmfuse.systems import SupervisedSystem  # noqa: E402
-from mmfuse.systems.supervised import build_optimizer  # noqa: E402
-from mmfuse.train import progress_bar  # noqa: E402
+import mmfuse
+from mmfuse.config import to_container
+from mmfuse.runner import progress_bar
+from mmfuse.systems import SupervisedSystem
+from mmfuse.systems.supervised import build_optimizer
 
 
 class _EpochTimer(L.Callback):

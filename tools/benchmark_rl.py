@@ -2,7 +2,8 @@
 """The RL benchmark of the README on noisy-annotator easy-VQA: a supervised answer generator (stage 1),
 then RL fine-tuning variants from it (stage 2), each scored greedy and sampled on the test split.
 
-    python tools/benchmark_rl.py --init <stage-1 best .ckpt> [--seeds 0 1 2] [--output runs/bench_rl] [--only ID ...] [key=value ...]
+    python tools/benchmark_rl.py --init <stage-1 best .ckpt> [--seeds 0 1 2] [--output runs/bench_rl]
+                                 [--only ID ...] [key=value ...]
 
 Without ``--init`` stage 1 is trained first (configs/experiments/easy_vqa_noisy_generator.yaml). Rows:
 the supervised start (no RL step: its greedy and sampled accuracy), PPO with GAE λ ∈ {0.95, 0, 1},

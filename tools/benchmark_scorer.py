@@ -21,15 +21,16 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mmfuse.metrics.official_format import load_annotations, load_results, score_results  # noqa: E402
-from mmfuse.metrics.reference import reference_evaluate  # noqa: E402
-from mmfuse.metrics.synthetic import synthetic_vqa, write_official_files  # noqa: E402
-from mmfuse.metrics.vqa import normalize_answer  # noqa: E402
+from mmfuse.metrics.official_format import load_annotations, load_results, score_results
+from mmfuse.metrics.reference import reference_evaluate
+from mmfuse.metrics.scoring import normalize_answer
+from mmfuse.metrics.synthetic import synthetic_vqa, write_official_files
 
 _KEYS = ("overall", "perAnswerType", "perQuestionType", "evalQA")
 

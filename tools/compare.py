@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mmfuse.evaluation.compare import compare_rows, format_comparison, locate_rows  # noqa: E402
-from mmfuse.evaluation.results import read_rows  # noqa: E402
+from mmfuse.evaluation.compare import compare_rows, format_comparison, locate_rows
+from mmfuse.evaluation.results import read_rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,13 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+import torch
+from omegaconf import OmegaConf
 
-import mmfuse  # noqa: E402
-from mmfuse.config import complete_config  # noqa: E402
-from mmfuse.evaluation.leakage import leakage_line  # noqa: E402
-from mmfuse.evaluation.results import format_table  # noqa: E402
+import mmfuse
+from mmfuse.config import complete_config
+from mmfuse.evaluation.leakage import leakage_line
+from mmfuse.evaluation.results import format_table
 
 
 def main(argv: list[str] | None = None) -> int:

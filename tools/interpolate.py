@@ -19,10 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import mmfuse  # noqa: E402
-from mmfuse.data.sources import DataError  # noqa: E402
-from mmfuse.evaluation.interpolate import (  # noqa: E402
-    CheckpointMismatch, config_from_checkpoint, interpolate, parse_alphas)
+import mmfuse
+from mmfuse.data.sources import DataError
+from mmfuse.evaluation.interpolate import CheckpointMismatch, config_from_checkpoint, interpolate, parse_alphas
 
 
 def default_output(ckpt_a: str, split: str) -> Path:

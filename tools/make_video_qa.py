@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mmfuse.data.procedural_video import make_video_qa  # noqa: E402
+from mmfuse.data.procedural_video import make_video_qa
 
 
 def main(argv: list[str] | None = None) -> int:

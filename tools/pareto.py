@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mmfuse.evaluation.pareto import RunFailed, check_request, format_table, parse_weights, sweep  # noqa: E402
+from mmfuse.evaluation.pareto import RunFailed, check_request, format_table, parse_weights, sweep
 
 DEFAULT_WEIGHTS = "0.1,0.25,0.5,0.75,0.9"
 

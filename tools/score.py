@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mmfuse.metrics.official_format import (  # noqa: E402
+from mmfuse.metrics.official_format import (
     CoverageError,
     FormatError,
     load_annotations,

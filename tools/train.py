@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-import mmfuse  # noqa: E402
-from mmfuse.evaluation.leakage import leakage_line  # noqa: E402
-from mmfuse.evaluation.results import format_table  # noqa: E402
+import mmfuse
+from mmfuse.evaluation.leakage import leakage_line
+from mmfuse.evaluation.results import format_table
 
 
 def main(argv: list[str] | None = None) -> int:

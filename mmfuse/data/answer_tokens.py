@@ -7,12 +7,12 @@ before being split into words, so a decoded answer is already in the form the VQ
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Optional, Sequence, Union
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
 
-from mmfuse.metrics.vqa import normalize_answer
+from mmfuse.metrics.scoring import normalize_answer
 
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")
 
@@ -57,8 +57,8 @@ class AnswerTokenizer:
 
     @classmethod
     def from_answers(
-        cls, answers: Iterable[str], min_count: int = 1, max_words: Optional[int] = None
-    ) -> "AnswerTokenizer":
+        cls, answers: Iterable[str], min_count: int = 1, max_words: int | None = None
+    ) -> AnswerTokenizer:
         """Vocabulary of the words of the normalised ``answers``.
 
         Words seen at least ``min_count`` times are kept, most frequent first, ties broken
@@ -105,7 +105,7 @@ class AnswerTokenizer:
             out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         return out
 
-    def decode(self, ids: Union[Sequence[int], Tensor]) -> str:
+    def decode(self, ids: Sequence[int] | Tensor) -> str:
         """The answer spelled by ``ids`` (1-D): words joined by single spaces.
 
         Stops at the first EOS; PAD and BOS are skipped; UNK decodes to the literal ``"[UNK]"``
@@ -127,7 +127,7 @@ class AnswerTokenizer:
                 words.append(self._tokens[i])
         return " ".join(words)
 
-    def decode_batch(self, ids: Union[Tensor, Sequence[Sequence[int]]]) -> list[str]:
+    def decode_batch(self, ids: Tensor | Sequence[Sequence[int]]) -> list[str]:
         """:meth:`decode` of each row of ``ids [B, T]``."""
         if isinstance(ids, Tensor):
             if ids.dim() != 2:

@@ -7,7 +7,8 @@ splits batches across processes unchanged (each rank gets whole batches)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -83,7 +84,7 @@ class QABatchDataset(Dataset):
             ``image``.
     """
 
-    def __init__(self, records: Sequence[QARecord], images: Optional[Tensor], image_rows: Sequence[int],
+    def __init__(self, records: Sequence[QARecord], images: Tensor | None, image_rows: Sequence[int],
                  input_ids: Sequence[Sequence[int]], targets: Sequence[Sequence[tuple[int, float]]],
                  num_answers: int, pad_id: int, augment_ops: Sequence[str] = (), load_image: Any = None,
                  seed: int = 0, videos: Any = None) -> None:

@@ -7,25 +7,25 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import lightning as L
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from mmfuse.config import ConfigError
 from mmfuse.data.answer_tokens import AnswerTokenizer
 from mmfuse.data.batching import GroupedBatchSampler, QABatchDataset
 from mmfuse.data.images import load_image, load_images
 from mmfuse.data.mixture import MixtureBatchSampler, MixtureDataset
 from mmfuse.data.schema import QARecord
-from mmfuse.data.sources import DataError, load_records
+from mmfuse.data.sources import load_records
 from mmfuse.data.splits import DatasetSpec, carve_validation, dataset_specs, media_of
 from mmfuse.data.tokenizer import build_tokenizer
 from mmfuse.data.transforms import resize_uint8
 from mmfuse.data.video_store import VideoStore
 from mmfuse.data.vocab import AnswerVocab
+from mmfuse.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -47,10 +47,10 @@ class VQADataModule(L.LightningDataModule):
         answer_min_count: answer words seen fewer times become [UNK] (``tasks.answer_generation.min_word_count``).
     """
 
-    def __init__(self, data: DictConfig, img_size: Optional[tuple[int, int]] = None, text_pretrained: Optional[str] = None,
-                 tokenizer_vocab_size: int = 1000, run_dir: Optional[Path] = None, seed: int = 0,
-                 vocab: Optional[AnswerVocab] = None, tokenizer: Any = None, answer_min_count: int = 1,
-                 answer_words: Optional[list[str]] = None) -> None:
+    def __init__(self, data: DictConfig, img_size: tuple[int, int] | None = None, text_pretrained: str | None = None,
+                 tokenizer_vocab_size: int = 1000, run_dir: Path | None = None, seed: int = 0,
+                 vocab: AnswerVocab | None = None, tokenizer: Any = None, answer_min_count: int = 1,
+                 answer_words: list[str] | None = None) -> None:
         super().__init__()
         self.cfg, self.seed = data, seed
         self.img_size = tuple(img_size) if img_size is not None else None  # set before building tensors
@@ -191,7 +191,7 @@ class VQADataModule(L.LightningDataModule):
             self.padded_videos[key] = store.num_padded
         return {"keys": keys, "bad": bad, "videos": store}
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         self.prepare()
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
         for split in wanted.get(stage or "", SPLITS):
@@ -245,8 +245,10 @@ class VQADataModule(L.LightningDataModule):
         """The loaded data's media must be what the model encodes (``model.video.enabled``)."""
         media = self.media()
         if (media == "video") != bool(video_model):
-            fix = "model.video.enabled=true (and model.video.pooling)" if media == "video" else "model.video.enabled=false"
-            raise ConfigError(f"the data is about {media}s but model.video.enabled is {str(bool(video_model)).lower()}; "
+            fix = ("model.video.enabled=true (and model.video.pooling)" if media == "video"
+                   else "model.video.enabled=false")
+            raise ConfigError(f"the data is about {media}s but model.video.enabled is "
+                              f"{str(bool(video_model)).lower()}; "
                               f"set {fix}")
 
     def types(self, field: str) -> list[str]:

@@ -22,20 +22,18 @@ the clip still runs from the first frame to the last at an even pace.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 SAMPLING_MODES = ("uniform", "random_segment")
 
 
-def _randint(high: int, generator: Optional[torch.Generator]) -> int:
+def _randint(high: int, generator: torch.Generator | None) -> int:
     """A uniform integer in ``[0, high)`` (``high >= 1``) from ``generator``."""
     return int(torch.randint(high, (1,), generator=generator).item())
 
 
-def sample_frame_indices(num_available: int, num_frames: int, mode: str = "uniform", stride: Optional[int] = None,
-                         generator: Optional[torch.Generator] = None) -> list[int]:
+def sample_frame_indices(num_available: int, num_frames: int, mode: str = "uniform", stride: int | None = None,
+                         generator: torch.Generator | None = None) -> list[int]:
     """``num_frames`` indices into a video of ``num_available`` frames (see the module docstring).
 
     Args:

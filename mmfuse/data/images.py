@@ -15,15 +15,16 @@ sources use it) refuses paths that escape the data root.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 import numpy as np
 import torch
 from PIL import Image
 
 from mmfuse.data.schema import QARecord, QuestionId
-from mmfuse.data.sources.base import DataError, resolve_inside
+from mmfuse.data.sources.base import resolve_inside
+from mmfuse.errors import DataError
 
 __all__ = ["BadImage", "DataError", "load_image", "load_images", "resolve_inside"]
 
@@ -44,7 +45,7 @@ def _decode(path: str) -> torch.Tensor:
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
-def load_image(path: str, question_id: Optional[QuestionId] = None) -> torch.Tensor:
+def load_image(path: str, question_id: QuestionId | None = None) -> torch.Tensor:
     """Load ``path`` as a uint8 ``[3, H, W]`` RGB tensor.
 
     Raises:

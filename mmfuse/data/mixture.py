@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -77,7 +78,7 @@ class MixtureBatchSampler(Sampler[list[int]]):
 
     def __init__(self, samplers: Sequence[Sampler[list[int]]], offsets: Sequence[int],
                  strategy: str = "proportional", temperature: float = 1.0, seed: int = 0,
-                 num_batches: Optional[int] = None, sizes: Optional[Sequence[int]] = None) -> None:
+                 num_batches: int | None = None, sizes: Sequence[int] | None = None) -> None:
         if not samplers:
             raise ValueError("MixtureBatchSampler needs at least one sub-sampler")
         if len(offsets) != len(samplers):
@@ -94,7 +95,7 @@ class MixtureBatchSampler(Sampler[list[int]]):
         self.samplers, self.offsets = list(samplers), [int(o) for o in offsets]
         self.strategy, self.temperature, self.seed = strategy, temperature, seed
         self.num_batches = num_batches
-        self.probabilities: Optional[list[float]] = None
+        self.probabilities: list[float] | None = None
         if strategy in ("proportional", "temperature"):
             # Validate (and fix) the probabilities now so a bad config fails at build time.
             self.probabilities = mixture_probabilities(
@@ -151,7 +152,7 @@ class MixtureBatchSampler(Sampler[list[int]]):
                     yield [j + self.offsets[i] for j in batch]
             self.last_counts = counts
             return
-        iters: list[Optional[Iterator[list[int]]]] = [None] * k  # lazily started
+        iters: list[Iterator[list[int]] | None] = [None] * k  # lazily started
         passes = [0] * k
         for i in self._choices(epoch, steps):
             batch = None

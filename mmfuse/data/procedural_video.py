@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -161,8 +162,8 @@ SCENES: dict[str, Callable[[random.Random, int, int, float], Scene]] = {
     "motion": _motion, "order": _order, "count": _count, "colour_change": _colour_change}
 
 
-def make_video_qa(out: Path, num_videos: Optional[dict[str, int]] = None, seed: int = 0, size: int = 32,
-                  num_frames: int = 16, fps: int = 8, progress: Optional[Callable[[str, int, int], None]] = None
+def make_video_qa(out: Path, num_videos: dict[str, int] | None = None, seed: int = 0, size: int = 32,
+                  num_frames: int = 16, fps: int = 8, progress: Callable[[str, int, int], None] | None = None
                   ) -> dict[str, Any]:
     """Write ``out/videos/<split>_<i>.mp4`` and ``out/{train,val,test}.jsonl`` (the JSONL video format).
 
@@ -190,7 +191,7 @@ def make_video_qa(out: Path, num_videos: Optional[dict[str, int]] = None, seed: 
     summary: dict[str, Any] = {"seed": seed, "size": size, "num_frames": num_frames, "fps": fps, "splits": {}}
     qid = 0
     for split, total in counts.items():
-        lines, per_type = [], {q: 0 for q in QUESTION_TYPES}
+        lines, per_type = [], dict.fromkeys(QUESTION_TYPES, 0)
         for i in range(total):
             kind = rng.choice(list(SCENES))
             frames, qas = SCENES[kind](rng, size, num_frames, radius)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
-QuestionId = Union[int, str]
+QuestionId = int | str
 
 
 @dataclass(frozen=True)
@@ -30,9 +29,9 @@ class QARecord:
     image: str
     question: str
     answers: tuple[str, ...] = field(default_factory=tuple)
-    answer_type: Optional[str] = None
-    question_type: Optional[str] = None
-    image_id: Optional[str] = None
+    answer_type: str | None = None
+    question_type: str | None = None
+    image_id: str | None = None
     media: str = "image"
 
     @property

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from mmfuse.data.schema import QARecord
-from mmfuse.data.sources import DataError
+from mmfuse.errors import DataError
+
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -20,12 +22,12 @@ class DatasetSpec:
 
     name: str
     source: str
-    root: Optional[str] = None
+    root: str | None = None
     train: Any = None
     val: Any = None
     test: Any = None
     val_fraction: float = 0.1
-    tasks: Optional[tuple[str, ...]] = None
+    tasks: tuple[str, ...] | None = None
 
 
 def dataset_specs(data: Any) -> list[DatasetSpec]:
@@ -38,17 +40,20 @@ def dataset_specs(data: Any) -> list[DatasetSpec]:
                         tuple(e["tasks"]) if e.get("tasks") else None) for e in data.mixture]
 
 
+def split_hash(image_key: str) -> int:
+    """The split key of an image: the first 8 bytes of ``sha1(image_key)`` as an unsigned integer in
+    ``[0, 2**64)``. Every by-image split (the carved validation split, cross-validation folds) derives from
+    it, so assignments are independent of seed, order and machine, and never separate an image's questions."""
+    return int.from_bytes(hashlib.sha1(image_key.encode()).digest()[:8], "big")
+
+
 def carve_validation(records: list[QARecord], fraction: float) -> tuple[list[QARecord], list[QARecord]]:
     """Deterministic split of ``records`` into (train, val) *by image*: an image goes to
-    validation iff ``sha1(image_key) < fraction`` — independent of seed, order and machine,
+    validation iff ``split_hash(image_key) / 2**64 < fraction`` — independent of seed, order and machine,
     and no image is shared between the two."""
-    def is_val(key: str) -> bool:
-        h = int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big")
-        return h / 2**64 < fraction
-
     train, val = [], []
     for r in records:
-        (val if is_val(r.image_key) else train).append(r)
+        (val if split_hash(r.image_key) / 2**64 < fraction else train).append(r)
     return train, val
 
 

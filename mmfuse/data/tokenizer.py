@@ -3,8 +3,8 @@ on the training questions with ``tokenizers`` (saved with the run and inside che
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -44,10 +44,10 @@ def tokenizer_to_json(tok: PreTrainedTokenizerFast) -> str:
 
 
 def build_tokenizer(
-    pretrained: Optional[str],
-    train_questions: Optional[Iterable[str]] = None,
+    pretrained: str | None,
+    train_questions: Iterable[str] | None = None,
     vocab_size: int = 1000,
-    save_dir: Optional[Path] = None,
+    save_dir: Path | None = None,
 ) -> PreTrainedTokenizerFast:
     """The pretrained text model's tokenizer, or a WordPiece one trained on ``train_questions``.
 

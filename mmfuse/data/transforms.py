@@ -4,11 +4,18 @@ small images costs microseconds, not a PIL round trip per image."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from mmfuse.layers import normalize
+
+__all__ = ["AUGMENTATIONS", "augment", "normalize", "resize_uint8"]
+
+# label-preserving only where no question is about position or orientation
+AUGMENTATIONS = ("hflip", "vflip", "rot90")
 
 
 def resize_uint8(image: Tensor, size: tuple[int, int]) -> Tensor:
@@ -22,7 +29,7 @@ def resize_uint8(image: Tensor, size: tuple[int, int]) -> Tensor:
     return x if batched else x[0]
 
 
-def augment(images: Tensor, ops: Sequence[str], generator: Optional[torch.Generator] = None) -> Tensor:
+def augment(images: Tensor, ops: Sequence[str], generator: torch.Generator | None = None) -> Tensor:
     """Random per-image ``hflip`` / ``vflip`` / ``rot90`` (k ∈ {0,1,2,3}) of ``[N,3,H,W]``.
 
     Only label-preserving where no question is about position or orientation (easy-VQA).
@@ -42,9 +49,3 @@ def augment(images: Tensor, ops: Sequence[str], generator: Optional[torch.Genera
         rotated = [out] + [torch.rot90(out, j, (-2, -1)) for j in (1, 2, 3)]
         out = torch.stack(rotated)[k, torch.arange(n)]  # pick rotation k[i] for image i
     return out
-
-
-def normalize(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """uint8 ``[N,3,H,W]`` → float ``(x/255 − mean)/std`` with ``mean``/``std`` of shape ``[3]``."""
-    x = images.float().div_(255.0)
-    return x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-from mmfuse.data.sources.base import DataError
 from mmfuse.data.transforms import resize_uint8
+from mmfuse.errors import DataError, ShortVideo
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".gif")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -35,14 +36,6 @@ FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 __all__ = ["ARRAY_SUFFIXES", "FRAME_SUFFIXES", "VIDEO_SUFFIXES", "ShortVideo", "count_frames", "read_frames",
            "video_kind"]
-
-
-class ShortVideo(DataError):
-    """A video file decoded to fewer frames than its header claimed; ``available`` is the real count."""
-
-    def __init__(self, message: str, available: int) -> None:
-        super().__init__(message)
-        self.available = available
 
 
 def video_kind(path: str) -> str:
@@ -188,13 +181,13 @@ def _as_data_error(where: str) -> Iterator[None]:
         raise DataError(f"cannot read video {where}: {type(e).__name__}: {e}") from None
 
 
-def _stack(frames: Sequence[Tensor], size: Optional[tuple[int, int]]) -> Tensor:
+def _stack(frames: Sequence[Tensor], size: tuple[int, int] | None) -> Tensor:
     """Resize frames of any sizes to ``size`` (or the first frame's) and stack: ``[K, 3, H, W]``."""
     target = tuple(size) if size is not None else tuple(frames[0].shape[-2:])
     return torch.stack([resize_uint8(f, target) for f in frames])
 
 
-def read_frames(path: str, indices: Optional[Sequence[int]] = None, size: Optional[tuple[int, int]] = None,
+def read_frames(path: str, indices: Sequence[int] | None = None, size: tuple[int, int] | None = None,
                 question_id: Any = None) -> Tensor:
     """Frames ``indices`` (repeats allowed, any order; None = all) of the video at ``path``.
 

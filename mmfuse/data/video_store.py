@@ -16,7 +16,7 @@ the file and a question id, or (``skip_bad=True``) a :class:`BadImage` for the c
 from __future__ import annotations
 
 import logging
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -24,8 +24,8 @@ from torch import Tensor
 from mmfuse.data.frames import sample_frame_indices
 from mmfuse.data.images import BadImage, _group_by_image
 from mmfuse.data.schema import QARecord, QuestionId
-from mmfuse.data.sources.base import DataError
-from mmfuse.data.video_io import ShortVideo, count_frames, read_frames
+from mmfuse.data.video_io import count_frames, read_frames
+from mmfuse.errors import DataError, ShortVideo
 
 log = logging.getLogger(__name__)
 MAX_CACHE_BYTES = 8 << 30  # refuse to cache more than 8 GiB of decoded frames
@@ -45,8 +45,8 @@ class VideoStore:
     """
 
     def __init__(self, paths: Sequence[str], question_ids: Sequence[QuestionId], lengths: Sequence[int],
-                 num_frames: int, stride: Optional[int], mode: str, size: tuple[int, int],
-                 frames: Optional[list[Tensor]] = None, clips: Optional[Tensor] = None) -> None:
+                 num_frames: int, stride: int | None, mode: str, size: tuple[int, int],
+                 frames: list[Tensor] | None = None, clips: Tensor | None = None) -> None:
         self.paths, self.question_ids, self.lengths = list(paths), list(question_ids), list(lengths)
         self.num_frames, self.stride, self.mode, self.size = int(num_frames), stride, mode, tuple(size)
         self.frames, self.cached_clips = frames, clips
@@ -55,11 +55,11 @@ class VideoStore:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def indices(self, row: int, generator: Optional[torch.Generator] = None) -> list[int]:
+    def indices(self, row: int, generator: torch.Generator | None = None) -> list[int]:
         """The frame indices of row ``row``'s next clip."""
         return sample_frame_indices(self.lengths[row], self.num_frames, self.mode, self.stride, generator)
 
-    def clips(self, rows: Sequence[int], generator: Optional[torch.Generator] = None) -> Tensor:
+    def clips(self, rows: Sequence[int], generator: torch.Generator | None = None) -> Tensor:
         """``[len(rows), T, 3, H, W]`` uint8: one clip per row, sampled now (training) or fixed (evaluation)."""
         if self.cached_clips is not None:
             return self.cached_clips[list(rows)]
@@ -80,9 +80,9 @@ class VideoStore:
             return read_frames(self.paths[row], self.indices(row), self.size, self.question_ids[row])
 
     @classmethod
-    def build(cls, records: Sequence[QARecord], num_frames: int, stride: Optional[int], mode: str,
+    def build(cls, records: Sequence[QARecord], num_frames: int, stride: int | None, mode: str,
               size: tuple[int, int], cache: bool, skip_bad: bool = False,
-              where: str = "") -> tuple["VideoStore", list[str], list[BadImage]]:
+              where: str = "") -> tuple[VideoStore, list[str], list[BadImage]]:
         """A store over the distinct videos of ``records`` (grouped by ``image_key``).
 
         Returns ``(store, keys, bad)``: ``keys[i]`` is the ``image_key`` of row ``i``; ``bad`` lists the
@@ -131,6 +131,6 @@ def _read_all(path: str, n: int, size: tuple[int, int], qid: QuestionId) -> Tens
         return read_frames(path, range(e.available), size, qid)
 
 
-def _clip(frames: Tensor, num_frames: int, stride: Optional[int]) -> Tensor:
+def _clip(frames: Tensor, num_frames: int, stride: int | None) -> Tensor:
     """The deterministic (``uniform``) clip of cached frames ``[n, 3, H, W]`` → ``[T, 3, H, W]``."""
     return frames[sample_frame_indices(frames.shape[0], num_frames, "uniform", stride)]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence, Union
 
 from mmfuse.data.schema import QARecord
-from mmfuse.metrics.vqa import answer_scores, normalize_answer
+from mmfuse.metrics.scoring import answer_scores, normalize_answer
 
 
 class AnswerVocab:
@@ -28,7 +28,7 @@ class AnswerVocab:
         self._index = {a: i for i, a in enumerate(self.answers)}
 
     @classmethod
-    def from_records(cls, records: Iterable[QARecord], top_k: int = 3000, min_count: int = 1) -> "AnswerVocab":
+    def from_records(cls, records: Iterable[QARecord], top_k: int = 3000, min_count: int = 1) -> AnswerVocab:
         counts = Counter(normalize_answer(a) for r in records for a in r.answers)
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         return cls([a for a, c in ranked if c >= min_count][:top_k])
@@ -50,9 +50,9 @@ class AnswerVocab:
             return []
         return [(self._index[a], s) for a, s in answer_scores(record.answers).items() if a in self._index]
 
-    def save(self, path: Union[str, Path]) -> None:
+    def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps({"answers": self.answers}, indent=0))
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "AnswerVocab":
+    def load(cls, path: str | Path) -> AnswerVocab:
         return cls(json.loads(Path(path).read_text())["answers"])

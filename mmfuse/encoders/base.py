@@ -20,6 +20,6 @@ class EncoderOutput(NamedTuple):
     mask: Tensor
     pooled: Tensor
 
-    def index_select(self, index: Tensor) -> "EncoderOutput":
+    def index_select(self, index: Tensor) -> EncoderOutput:
         """Rows gathered by ``index [B']``: used to map per-image features to per-question rows."""
         return EncoderOutput(self.tokens[index], self.mask[index], self.pooled[index])

@@ -24,12 +24,13 @@ Built in:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from mmfuse.fusion.cross_attention import MaskedAttention
+from mmfuse.layers import MaskedAttention, masked_mean
 from mmfuse.registry import Registry, check_options, constructor_options
 
 __all__ = [
@@ -79,12 +80,6 @@ def _check(frames: Tensor, mask: Tensor, num_frames: int, who: str) -> Tensor:
     return frames.masked_fill(~mask[..., None], 0.0)
 
 
-def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """``x [B, T, D]`` averaged over the True positions of ``mask [B, T]`` → ``[B, D]`` (0 for an empty row)."""
-    m = mask[..., None].to(x.dtype)
-    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
-
-
 def _time_table(num_frames: int, dim: int) -> nn.Parameter:
     """Learned per-position embeddings ``[num_frames, dim]`` (ViT-style init: N(0, 0.02))."""
     return nn.Parameter(torch.randn(num_frames, dim) * 0.02)
@@ -100,7 +95,7 @@ class MeanPooling(nn.Module):
 
     def forward(self, frames: Tensor, mask: Tensor) -> TemporalOutput:
         x = _check(frames, mask, self.num_frames, "mean pooling")  # [B, T, D]
-        return TemporalOutput(x, _masked_mean(x, mask))
+        return TemporalOutput(x, masked_mean(x, mask, dim=1))
 
 
 @register_temporal_pooling("attention")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 
 from mmfuse.encoders.base import EncoderOutput
+from mmfuse.layers import masked_mean
 
 
 class TextEncoder(nn.Module):
@@ -29,9 +30,9 @@ class TextEncoder(nn.Module):
 
     def __init__(
         self,
-        pretrained: Optional[str] = None,
-        config: Optional[dict[str, Any]] = None,
-        vocab_size: Optional[int] = None,
+        pretrained: str | None = None,
+        config: dict[str, Any] | None = None,
+        vocab_size: int | None = None,
         pad_token_id: int = 0,
         freeze: bool = False,
     ) -> None:
@@ -53,6 +54,5 @@ class TextEncoder(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> EncoderOutput:
         tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B,L,D]
         mask = attention_mask.bool()  # [B,L]
-        m = mask.unsqueeze(-1).to(tokens.dtype)
-        pooled = (tokens * m).sum(1) / m.sum(1).clamp_min(1.0)  # [B,D]
+        pooled = masked_mean(tokens, mask, dim=1)  # [B,D]
         return EncoderOutput(tokens, mask, pooled)

@@ -3,7 +3,7 @@ by name (the registry lives in :mod:`mmfuse.encoders.temporal` and is re-exporte
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -69,11 +69,11 @@ class VideoEncoder(nn.Module):
         """The frame encoder's preprocessing (``img_size``, ``mean``, ``std``): every frame gets it."""
         return self.frame_encoder.data_config
 
-    def forward(self, video: Tensor, mask: Optional[Tensor] = None) -> EncoderOutput:
+    def forward(self, video: Tensor, mask: Tensor | None = None) -> EncoderOutput:
         if video.dim() != 5:
             raise ValueError(f"VideoEncoder expects clips [B, T, 3, H, W], got shape {tuple(video.shape)}")
         B, T = video.shape[:2]
-        if T > self.num_frames:
+        if self.num_frames < T:
             raise ValueError(f"clip has {T} frames but the encoder was built for num_frames={self.num_frames}")
         if mask is None:
             mask = torch.ones(B, T, dtype=torch.bool, device=video.device)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import timm
 import torch
@@ -37,12 +37,12 @@ class VisionEncoder(nn.Module):
         self,
         name: str = "vit_tiny_patch16_224",
         pretrained: bool = False,
-        checkpoint_path: Optional[str] = None,
-        img_size: Optional[int] = None,
-        patch_size: Optional[int] = None,
-        embed_dim: Optional[int] = None,
-        depth: Optional[int] = None,
-        num_heads: Optional[int] = None,
+        checkpoint_path: str | None = None,
+        img_size: int | None = None,
+        patch_size: int | None = None,
+        embed_dim: int | None = None,
+        depth: int | None = None,
+        num_heads: int | None = None,
         stem: str = "patch",
         freeze: bool = False,
         **kwargs: Any,

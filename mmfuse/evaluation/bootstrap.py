@@ -8,8 +8,8 @@ memory stays ``O(chunk * n)`` even for 214k questions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 

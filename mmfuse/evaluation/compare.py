@@ -4,8 +4,9 @@ overall and per answer type."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from mmfuse.evaluation.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_ci, paired_bootstrap
 
@@ -68,7 +69,8 @@ def format_comparison(result: Mapping[str, Any], name_a: str, name_b: str) -> st
         r = result["runs"][key]
         lines.append(f"{key.upper():<6}{r['n']:>8}{r['acc']:>9.2f}%   [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]")
     lines += ["", f"paired difference B - A over {result['shared_questions']} shared questions "
-                  f"({result['bootstrap']['resamples']} paired bootstrap resamples, seed {result['bootstrap']['seed']}):",
+                  f"({result['bootstrap']['resamples']} paired bootstrap resamples, "
+                  f"seed {result['bootstrap']['seed']}):",
               f"{'':<16}{'n':>8}{'A':>9}{'B':>9}{'B - A':>9}   {lvl}% interval     p"]
     for name, d in [("overall", result["overall"]), *result["per_answer_type"].items()]:
         lines.append(f"{name:<16}{d['n']:>8}{d['a']:>8.2f}%{d['b']:>8.2f}%{d['diff']:>+8.2f}   "

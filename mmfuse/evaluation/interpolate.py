@@ -22,8 +22,9 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-import mmfuse
-from mmfuse.config import complete_config
+from mmfuse.config import complete_config, load_config
+from mmfuse.errors import CheckpointMismatch
+from mmfuse.evaluation.run import evaluate
 from mmfuse.utils import write_json
 from mmfuse.viz.figures import DPI
 
@@ -31,10 +32,6 @@ log = logging.getLogger(__name__)
 # Training state of A that means nothing for an interpolated model (and would only bloat the file).
 DROPPED_KEYS = ("optimizer_states", "lr_schedulers")
 MAX_ALPHAS = 1000  # a typo such as "0,1e-9,...,1" should fail, not allocate a billion evaluations
-
-
-class CheckpointMismatch(ValueError):
-    """Two checkpoints cannot be interpolated; the message says what differs first."""
 
 
 def _describe(t: Tensor) -> str:
@@ -190,7 +187,7 @@ def config_from_checkpoint(path: str | Path, overrides: Iterable[str] = ()) -> D
     saved = load_checkpoint(path, mmap=True)["hyper_parameters"]["cfg"]  # mmap: skip reading the weights
     with tempfile.TemporaryDirectory() as tmp:
         OmegaConf.save(OmegaConf.create(complete_config(saved)), Path(tmp) / "run.yaml")  # older checkpoints too
-        return mmfuse.load_config([Path(tmp) / "run.yaml"], list(overrides))
+        return load_config([Path(tmp) / "run.yaml"], list(overrides))
 
 
 def interpolate(ckpt_a: str, ckpt_b: str, alphas: Sequence[float], cfg: DictConfig, output: Path,
@@ -227,7 +224,7 @@ def interpolate(ckpt_a: str, ckpt_b: str, alphas: Sequence[float], cfg: DictConf
         OmegaConf.update(run_cfg, "eval.checkpoint", str(path))
         OmegaConf.update(run_cfg, "eval.output", str(output / f"alpha_{alpha_tag(alpha)}"))
         try:
-            metrics = mmfuse.evaluate(run_cfg)
+            metrics = evaluate(run_cfg)
         finally:
             if not keep_checkpoints:
                 path.unlink(missing_ok=True)

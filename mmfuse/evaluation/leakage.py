@@ -19,7 +19,8 @@ import hashlib
 import logging
 import os
 import warnings
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from mmfuse.data.schema import QARecord
 
@@ -66,7 +67,8 @@ def check_leakage(train: Sequence[QARecord], evaluated: Sequence[QARecord],
     for r in train:
         by_question.setdefault(_question_key(r.question), []).append(r)
     candidates = [r for r in evaluated if _question_key(r.question) in by_question]
-    paths = [r.image for r in candidates] + [t.image for r in candidates for t in by_question[_question_key(r.question)]]
+    paths = [r.image for r in candidates] + [t.image for r in candidates
+                                             for t in by_question[_question_key(r.question)]]
     by_content = _sizes(paths) <= max_hash_bytes
     cache: dict[str, str] = {}
 
@@ -82,7 +84,8 @@ def check_leakage(train: Sequence[QARecord], evaluated: Sequence[QARecord],
         "shared_question_ids": len(shared_ids),
         "shared_image_question_pairs": len(pairs),
         "image_identity": "content" if by_content else "path",
-        "examples": [{"question_id": r.question_id, "image": r.image, "question": r.question} for r in pairs[:_EXAMPLES]]
+        "examples": [{"question_id": r.question_id, "image": r.image, "question": r.question}
+                     for r in pairs[:_EXAMPLES]]
         + [{"question_id": q} for q in shared_ids[: max(0, _EXAMPLES - len(pairs))]],
     }
 

@@ -20,24 +20,18 @@ from typing import Any
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-import mmfuse
-from mmfuse.config import to_container
+from mmfuse.config import load_config, to_container
+from mmfuse.errors import RunFailed, StaleRun
 from mmfuse.evaluation.results import config_hash
-from mmfuse.objectives.multitask import weighting_options
+from mmfuse.objectives.multitask import list_weightings, weighting_options
+from mmfuse.tasks import list_tasks
+from mmfuse.training import train
 from mmfuse.utils import write_json
 from mmfuse.viz.figures import DPI
 
 # Set per run by the sweep; a user override of these would be silently replaced, so it is refused.
 RESERVED_KEYS = ("run_dir", "tasks.active", "loss.weighting")
 STRATEGY_MARKERS = ("s", "^", "D", "P", "X", "v", "*")
-
-
-class RunFailed(RuntimeError):
-    """One training run of the sweep raised; the message names the run and its folder."""
-
-
-class StaleRun(ValueError):
-    """A finished run in the output folder was trained with another config than the one requested."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +64,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 def check_request(tasks: Sequence[str], weights: Sequence[float], strategies: Sequence[str],
                   overrides: Sequence[str] = ()) -> None:
     """Raise ValueError unless the sweep is well formed (two known tasks, weights in (0, 1), ...)."""
-    known, weightings = mmfuse.list_tasks(), mmfuse.list_weightings()
+    known, weightings = list_tasks(), list_weightings()
     if len(tasks) != 2 or tasks[0] == tasks[1]:
         raise ValueError(f"--tasks needs exactly two distinct tasks, got {list(tasks)}; valid: {', '.join(known)}")
     for t in tasks:
@@ -128,12 +122,12 @@ def run_config(paths: Sequence[str | Path], overrides: Sequence[str], spec: RunS
     is_opt = [o.split("=", 1)[0].strip().startswith("loss.options") for o in overrides]
     rest = [o for o, opt in zip(overrides, is_opt) if not opt]
     active = f"tasks.active=[{','.join(tasks)}]"
-    base = mmfuse.load_config(list(paths), [*rest, active])
+    base = load_config(list(paths), [*rest, active])
     given = OmegaConf.from_dotlist([o for o, opt in zip(overrides, is_opt) if opt]).get("loss", {}).get("options", {})
     options = to_container(OmegaConf.merge(base.loss.options, given))
     valid = weighting_options(spec.weighting)
     options = {k: v for k, v in options.items() if k in valid}
-    return mmfuse.load_config(list(paths), [*rest, active, *spec.overrides, f"run_dir={run_dir}",
+    return load_config(list(paths), [*rest, active, *spec.overrides, f"run_dir={run_dir}",
                                             f"loss.options={json.dumps(options)}"])
 
 
@@ -168,7 +162,7 @@ def sweep(paths: Sequence[str | Path], overrides: Sequence[str], tasks: Sequence
         reused = result is not None
         if result is None:
             try:
-                result = mmfuse.train(cfg)
+                result = train(cfg)
             except Exception as e:  # any failure: stop the sweep, saying which run it was
                 raise RunFailed(f"run {spec.name!r} ({run_dir}) failed: {type(e).__name__}: {e}") from e
         got = result.get("test_tasks", {})

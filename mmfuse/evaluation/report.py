@@ -11,14 +11,22 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
 from mmfuse.evaluation.results import read_rows
-from mmfuse.viz import (plot_attention_grid, plot_confusion, plot_learning_curves, plot_type_accuracy,
-                        read_lightning_logs, write_index_html)
+from mmfuse.layers import attention_weights
+from mmfuse.viz import (
+    plot_attention_grid,
+    plot_confusion,
+    plot_learning_curves,
+    plot_type_accuracy,
+    read_lightning_logs,
+    write_index_html,
+)
 
 log = logging.getLogger(__name__)
 MAX_QUESTION_TYPES = 40  # more bars than this are unreadable: the most frequent are shown
@@ -62,7 +70,8 @@ def attention_samples(system: Any, dataset: Any, rows: Sequence[Mapping[str, Any
     batch = dataset[[index[r["question_id"]] for r in picked]]
     was_training = model.training
     model.eval()
-    out = model(_to_device(batch, system.device))["fusion"]
+    with attention_weights(model):  # computed explicitly only here; training uses the fused kernels
+        out = model(_to_device(batch, system.device))["fusion"]
     model.train(was_training)
     if out.attention is None:
         return []
@@ -125,7 +134,8 @@ def write_report(eval_dir: Path, run_dir: Path, system: Any, dm: Any, split: str
     summary = {"split": split, "checkpoint": metrics["checkpoint"], "questions": metrics["num_questions"],
                "fusion": type(system.model.fusion).__name__, "config hash": metrics["config_hash"][:16]}
     if "overall" in acc:
-        summary["VQA accuracy"] = f"{acc['overall']:.2f}% (95% CI {acc['overall_ci95'][0]:.2f}-{acc['overall_ci95'][1]:.2f})"
+        low, high = acc["overall_ci95"]
+        summary["VQA accuracy"] = f"{acc['overall']:.2f}% (95% CI {low:.2f}-{high:.2f})"
     if leak.get("checked"):
         summary["leakage (shared ids / image-question pairs)"] = (
             f"{leak['shared_question_ids']} / {leak['shared_image_question_pairs']}")

@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 from mmfuse.data.schema import QARecord
+from mmfuse.errors import CoverageError
 from mmfuse.evaluation.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_ci
-from mmfuse.metrics.official_format import CoverageError
-from mmfuse.metrics.vqa import batch_vqa_accuracy, normalize_answer, official_aggregate, official_sum
+from mmfuse.metrics.scoring import (
+    batch_vqa_accuracy,
+    majority_answer,
+    official_aggregate,
+    official_sum,
+)
 
 CONVENTION = (
     "official VQA accuracy (GT-Vision-Lab/VQA vqaEval.py at a013f00: whitespace clean-up, unanimity gate, "
@@ -38,10 +43,9 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def gold_answer(answers: Sequence[str]) -> Optional[str]:
+def gold_answer(answers: Sequence[str]) -> str | None:
     """The most frequent normalised GT answer (first seen wins a tie); None when unlabelled."""
-    counts = Counter(normalize_answer(a) for a in answers)
-    return max(counts, key=counts.__getitem__) if counts else None
+    return majority_answer(answers)
 
 
 def score_predictions(records: Sequence[QARecord], predictions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

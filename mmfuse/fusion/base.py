@@ -13,12 +13,17 @@ this so per-image work (e.g. cross-attention keys/values) is done once per image
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
 from mmfuse.encoders.base import EncoderOutput
+from mmfuse.layers import masked_mean
 from mmfuse.registry import Registry, check_options, constructor_options
+
+__all__ = ["FUSIONS", "FusionOutput", "build_fusion", "check_inputs", "fusion_hparams", "list_fusions",
+           "masked_mean", "register_fusion"]
 
 FUSIONS: Registry[type[nn.Module]] = Registry("fusion")
 
@@ -35,9 +40,9 @@ class FusionOutput(NamedTuple):
     """
 
     pooled: Tensor
-    tokens: Optional[Tensor] = None
-    mask: Optional[Tensor] = None
-    attention: Optional[Tensor] = None
+    tokens: Tensor | None = None
+    mask: Tensor | None = None
+    attention: Tensor | None = None
 
 
 def register_fusion(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -88,14 +93,3 @@ def check_inputs(
         if got != in_dims[m]:
             raise ValueError(f"fusion {fusion!r}: modality {m!r} has feature size {got}, expected {in_dims[m]}")
     return [inputs[m] for m in names]
-
-
-def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``tokens [B, N, D]`` over the positions where ``mask [B, N]`` is True -> ``[B, D]``.
-
-    Padded positions are zeroed first (so garbage or inf there cannot leak in); a row without any
-    real token gives zeros rather than NaN.
-    """
-    m = mask.unsqueeze(-1)
-    total = tokens.masked_fill(~m, 0.0).sum(dim=1)
-    return total / m.sum(dim=1).clamp(min=1).to(tokens.dtype)

@@ -3,63 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from mmfuse.encoders.base import EncoderOutput
-from mmfuse.fusion.base import FusionOutput, check_inputs, masked_mean, register_fusion
-
-
-class MaskedAttention(nn.Module):
-    """Multi-head attention ``x -> ctx`` that also returns the per-head weights.
-
-    Shapes: ``x [B, N, D]``, ``ctx [B, M, D]``, ``ctx_mask [B, M]`` (True = real) ->
-    ``out [B, N, D]``, ``attn [B, heads, N, M]``. Padded keys get weight exactly 0; a row whose
-    keys are all padding gets all-zero weights (and output = the out-projection bias), never NaN.
-    """
-
-    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.out = nn.Linear(dim, dim)
-        self.attn_drop = nn.Dropout(dropout)
-
-    def project_kv(self, ctx: Tensor) -> tuple[Tensor, Tensor]:
-        """Keys and values ``[B', h, M, hd]`` of ``ctx [B', M, D]``."""
-        b, m, d = ctx.shape
-        h = self.num_heads
-        k = self.k(ctx).view(b, m, h, d // h).transpose(1, 2)
-        v = self.v(ctx).view(b, m, h, d // h).transpose(1, 2)
-        return k, v
-
-    def forward(self, x: Tensor, ctx: Tensor, ctx_mask: Tensor,
-                kv: Optional[tuple[Tensor, Tensor]] = None) -> tuple[Tensor, Tensor]:
-        b, n, d = x.shape
-        h = self.num_heads
-        q = self.q(x).view(b, n, h, d // h).transpose(1, 2)  # [B, h, N, hd]
-        k, v = kv if kv is not None else self.project_kv(ctx)  # [B, h, M, hd]
-        scores = (q * self.scale) @ k.transpose(-2, -1)  # [B, h, N, M]
-        keep = ctx_mask[:, None, None, :]
-        scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
-        attn = scores.softmax(dim=-1) * keep  # all-padded rows: uniform * 0 = 0
-        out = (self.attn_drop(attn) @ v).transpose(1, 2).reshape(b, n, d)
-        return self.out(out), attn
-
-
-class FeedForward(nn.Sequential):
-    """``Linear(dim, mlp_ratio*dim) -> GELU -> Dropout -> Linear(., dim) -> Dropout`` on ``[..., dim]``."""
-
-    def __init__(self, dim: int, mlp_ratio: float, dropout: float) -> None:
-        hidden = int(round(dim * mlp_ratio))
-        super().__init__(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
-        )
+from mmfuse.fusion.base import FusionOutput, check_inputs, register_fusion
+from mmfuse.layers import FeedForward, MaskedAttention, masked_mean
 
 
 class CrossAttentionBlock(nn.Module):
@@ -82,17 +33,18 @@ class CrossAttentionBlock(nn.Module):
             self.norm_ff_v = nn.LayerNorm(dim)
             self.ff_v = FeedForward(dim, mlp_ratio, dropout)
 
-    def forward(self, t: Tensor, t_mask: Tensor, v: Tensor, v_mask: Tensor,
-                index: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, t: Tensor, t_mask: Tensor, v: Tensor, v_mask: Tensor, index: Tensor | None = None,
+                need_weights: bool | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
         """``index [B]``: ``v``/``v_mask`` hold one row per *image* and ``index`` maps each query
-        row to its image (unidirectional only): keys and values are computed once per image."""
+        row to its image (unidirectional only): keys and values are computed once per image.
+        ``need_weights``: return the query->context weights (else None; see :class:`MaskedAttention`)."""
         tn = self.norm_t(t)
         if index is not None:
             k, val = self.attn_t.project_kv(self.norm_v(v))  # [U, h, M, hd]
-            dt, attn = self.attn_t(tn, v, v_mask[index], kv=(k[index], val[index]))
+            dt, attn = self.attn_t(tn, v, v_mask[index], kv=(k[index], val[index]), need_weights=need_weights)
         else:
             vn = self.norm_v(v)
-            dt, attn = self.attn_t(tn, vn, v_mask)
+            dt, attn = self.attn_t(tn, vn, v_mask, need_weights=need_weights)
             if self.bidirectional:
                 dv, _ = self.attn_v(vn, tn, t_mask)
                 v = v + self.drop(dv)
@@ -118,9 +70,11 @@ class CrossAttentionFusion(nn.Module):
         inputs[query]: tokens ``[B, N_t, in_dims[query]]``, mask ``[B, N_t]``.
         inputs[context]: tokens ``[B, N_v, in_dims[context]]``, mask ``[B, N_v]``.
         output.pooled ``[B, dim]``; output.tokens ``[B, N_t, dim]`` (updated query tokens, zero at
-        padded positions); output.mask ``[B, N_t]`` (the query mask); output.attention
+        padded positions); output.mask ``[B, N_t]`` (the query mask); output.attention: None, or,
+        when asked for (``need_weights = True``, e.g. inside :func:`mmfuse.layers.attention_weights`),
         ``[B, num_heads, N_t, N_v]``: last layer's query->context weights, rows sum to 1 over the
-        valid context tokens and are 0 on padded ones.
+        valid context tokens and are 0 on padded ones. Without it every layer runs PyTorch's fused
+        ``scaled_dot_product_attention``.
 
     Args:
         query: the modality whose tokens attend (default ``"text"``).
@@ -140,7 +94,7 @@ class CrossAttentionFusion(nn.Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         query: str = "text",
-        context: Optional[str] = None,
+        context: str | None = None,
     ) -> None:
         super().__init__()
         names = sorted(in_dims)
@@ -166,6 +120,7 @@ class CrossAttentionFusion(nn.Module):
         self.query, self.context = query, context
         self.in_dims = {m: int(in_dims[m]) for m in sorted((query, context))}
         self.dim, self.bidirectional = dim, bidirectional
+        self.need_weights = False  # return the last layer's attention map (reports); see attention_weights()
         self.proj_t = nn.Linear(self.in_dims[query], dim)
         self.proj_v = nn.Linear(self.in_dims[context], dim)
         self.blocks = nn.ModuleList(
@@ -182,7 +137,7 @@ class CrossAttentionFusion(nn.Module):
         return not self.bidirectional
 
     def forward(self, inputs: Mapping[str, EncoderOutput],
-                index: Optional[Mapping[str, Tensor]] = None) -> FusionOutput:
+                index: Mapping[str, Tensor] | None = None) -> FusionOutput:
         """Fuse. ``index`` (optional, unidirectional only): ``{context: [B] long}`` when
         ``inputs[context]`` holds one row per distinct image and ``index`` maps each query row
         to its image; the result equals that of the gathered inputs, but the context stream is
@@ -196,8 +151,10 @@ class CrossAttentionFusion(nn.Module):
         t = self.proj_t(qx.tokens.masked_fill(~t_mask[..., None], 0.0))
         v = self.proj_v(cx.tokens.masked_fill(~v_mask[..., None], 0.0))
         attn = None
-        for block in self.blocks:
-            t, v, attn = block(t, t_mask, v, v_mask, idx)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            want = True if self.need_weights and i == last else None  # None: the attention module's own setting
+            t, v, attn = block(t, t_mask, v, v_mask, idx, need_weights=want)
         t = self.out_norm_t(t).masked_fill(~t_mask[..., None], 0.0)
         pooled = masked_mean(t, t_mask)
         if self.bidirectional:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +37,7 @@ class WeightedSumFusion(nn.Module):
         in_dims: dict[str, int],
         dim: int,
         *,
-        weights: Optional[Union[Mapping[str, float], Sequence[float]]] = None,
+        weights: Mapping[str, float] | Sequence[float] | None = None,
         learn_weights: bool = True,
         dropout: float = 0.0,
     ) -> None:
@@ -62,7 +62,7 @@ class WeightedSumFusion(nn.Module):
             self.logits = None
             self.register_buffer("fixed_weights", torch.tensor(fixed, dtype=torch.float32))
 
-    def _parse_weights(self, weights: Union[Mapping[str, float], Sequence[float]]) -> list[float]:
+    def _parse_weights(self, weights: Mapping[str, float] | Sequence[float]) -> list[float]:
         if isinstance(weights, Mapping):
             if set(weights) != set(self.modalities):
                 raise ValueError(

@@ -7,7 +7,7 @@ per-token log-probs and hidden states (for a value head) of any answer, and
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +77,7 @@ class AnswerGenerator(nn.Module):
     """
 
     def __init__(self, dim: int, vocab_size: int, num_layers: int = 2, num_heads: int = 4,
-                 ffn_dim: Optional[int] = None, dropout: float = 0.1, max_length: int = 8,
+                 ffn_dim: int | None = None, dropout: float = 0.1, max_length: int = 8,
                  pad_id: int = 0, bos_id: int = 1, eos_id: int = 2) -> None:
         super().__init__()
         specials = {"pad_id": pad_id, "bos_id": bos_id, "eos_id": eos_id}
@@ -185,9 +185,9 @@ class AnswerGenerator(nn.Module):
         self._check_tokens(tokens, memory.shape[0])
         return self._hidden(memory, ignore, torch.cat([tokens.new_full((tokens.shape[0], 1), self.bos_id), tokens], 1))
 
-    def generate(self, fused: FusionOutput, strategy: str = "greedy", max_new_tokens: Optional[int] = None,
+    def generate(self, fused: FusionOutput, strategy: str = "greedy", max_new_tokens: int | None = None,
                  temperature: float = 1.0, top_k: int = 0, num_beams: int = 4,
-                 generator: Optional[torch.Generator] = None, length_penalty: float = 0.0) -> Generation:
+                 generator: torch.Generator | None = None, length_penalty: float = 0.0) -> Generation:
         """Generate answers; each row stops after its EOS (an action: included, mask True).
 
         ``"greedy"``; ``"sample"`` from ``softmax(logits / temperature)``, only among the ``top_k``
@@ -226,7 +226,7 @@ class AnswerGenerator(nn.Module):
         return self._logits(self._hidden(memory, ignore, torch.cat([bos, prefix], dim=1))[:, -1])
 
     def _decode(self, memory: Tensor, ignore: Tensor, steps: int, temperature: float,
-                top_k: Optional[int], generator: Optional[torch.Generator]) -> Tensor:
+                top_k: int | None, generator: torch.Generator | None) -> Tensor:
         """Greedy (``top_k`` None) or sampled tokens ``[B, T]``, PAD after each row's EOS."""
         batch = memory.shape[0]
         tokens = torch.empty(batch, 0, dtype=torch.long, device=memory.device)

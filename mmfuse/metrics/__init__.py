@@ -4,7 +4,7 @@
 
 from typing import Any
 
-from mmfuse.metrics.vqa import (
+from mmfuse.metrics.scoring import (
     answer_scores,
     batch_vqa_accuracy,
     normalize_answer,

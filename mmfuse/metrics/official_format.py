@@ -13,24 +13,18 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
+from mmfuse.errors import CoverageError, FormatError
 from mmfuse.metrics.rounding import py2_round
-from mmfuse.metrics.vqa import batch_vqa_accuracy, vqa_accuracy
+from mmfuse.metrics.scoring import batch_vqa_accuracy, vqa_accuracy
 
 __all__ = ["CoverageError", "FormatError", "check_coverage", "load_annotations", "load_results",
            "py2_round", "score_results"]
 
 PathLike = str | Path
-
-
-class FormatError(ValueError):
-    """A results / annotations / questions file that is not in the official format."""
-
-
-class CoverageError(ValueError):
-    """The results do not cover exactly the annotated questions (the official ``loadRes`` assert)."""
 
 
 @contextlib.contextmanager

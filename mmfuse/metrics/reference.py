@@ -21,8 +21,8 @@ scoring; this module is deliberately slow.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Sequence
 
 from mmfuse.metrics._vqa_tables import ARTICLES, CONTRACTIONS, NUMBER_WORDS, PUNCTUATION
 

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = ["official_aggregate", "official_round", "official_sum", "py2_round"]
 

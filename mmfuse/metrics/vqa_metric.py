@@ -6,14 +6,15 @@ Importable as ``mmfuse.metrics.vqa.VQAAccuracy`` too; it lives here so that the 
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
 from mmfuse.metrics.rounding import official_sum
-from mmfuse.metrics.vqa import batch_vqa_accuracy
+from mmfuse.metrics.scoring import batch_vqa_accuracy
 
 __all__ = ["VQAAccuracy"]
 
@@ -60,8 +61,8 @@ class VQAAccuracy(Metric):
 
     def update(
         self, predictions: Sequence[str], gt_answers: Sequence[Sequence[str]],
-        answer_types: Optional[Sequence[Optional[str]]] = None,
-        question_types: Optional[Sequence[Optional[str]]] = None,
+        answer_types: Sequence[str | None] | None = None,
+        question_types: Sequence[str | None] | None = None,
     ) -> None:
         """Score a batch; ``None`` types (or type lists) count only towards the overall ``acc``.
 
@@ -102,7 +103,7 @@ class VQAAccuracy(Metric):
                     out[prefix + self._groups[g][i]] = sums[i] / c
         return out
 
-    def _indices(self, group: str, types: Sequence[Optional[str]], n: int) -> list[Optional[int]]:
+    def _indices(self, group: str, types: Sequence[str | None], n: int) -> list[int | None]:
         if isinstance(types, str) or len(types) != n:
             raise ValueError(f"{group}s must have one entry per prediction ({n}), got {types!r}")
         index = self._index[group]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 
 def pcgrad_project(
-    grads: list[Tensor], generator: Optional[torch.Generator] = None, shuffle: bool = True
+    grads: list[Tensor], generator: torch.Generator | None = None, shuffle: bool = True
 ) -> list[Tensor]:
     """PCGrad gradient surgery (Yu et al. 2020, Algorithm 1); pure, the inputs are not modified.
 
@@ -37,7 +37,7 @@ def pcgrad_project(
     return out
 
 
-def gradient_cosines(grads: Mapping[str, Sequence[Optional[Tensor]]]) -> dict[tuple[str, str], float]:
+def gradient_cosines(grads: Mapping[str, Sequence[Tensor | None]]) -> dict[tuple[str, str], float]:
     """Cosine similarity of each pair of tasks' gradients, ``{(a, b): cos}`` with a before b.
 
     A task's gradient is a list of per-parameter tensors (aligned across tasks), flattened and

@@ -9,20 +9,20 @@ passes them to ``observe`` and ``combine``. ``epoch_end`` receives each task's e
 
 from __future__ import annotations
 
-import inspect
 import math
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from mmfuse.objectives.gradients import gradient_cosines, pcgrad_project
-from mmfuse.registry import Registry
+from mmfuse.registry import Registry, check_options, constructor_options
 
 __all__ = ["WEIGHTINGS", "LossWeighting", "build_weighting", "gradient_cosines", "list_weightings",
-           "pcgrad_project", "weighting_options"]
-WEIGHTINGS: Registry[type["LossWeighting"]] = Registry("loss weighting")
-Grads = Mapping[str, Sequence[Optional[Tensor]]]  # task -> per-shared-parameter gradients
+           "pcgrad_project", "register_weighting", "weighting_options"]
+WEIGHTINGS: Registry[type[LossWeighting]] = Registry("loss weighting")
+Grads = Mapping[str, Sequence[Tensor | None]]  # task -> per-shared-parameter gradients
 Weights = Mapping[str, float]
 
 
@@ -36,7 +36,7 @@ class LossWeighting(nn.Module):
 
     grads: str = "none"  # per-task shared-parameter gradients the loop must pass: none | last | all
 
-    def __init__(self, tasks: Sequence[str], weights: Optional[Weights] = None) -> None:
+    def __init__(self, tasks: Sequence[str], weights: Weights | None = None) -> None:
         super().__init__()
         self.tasks = list(tasks)
         if not self.tasks or len(set(self.tasks)) != len(self.tasks):
@@ -76,7 +76,7 @@ class LossWeighting(nn.Module):
     def observe(self, losses: Mapping[str, Tensor], grads: Grads) -> None:
         """Called after ``forward`` each step with unweighted per-task shared gradients; no-op here."""
 
-    def combine(self, grads: Grads) -> Optional[list[Optional[Tensor]]]:
+    def combine(self, grads: Grads) -> list[Tensor | None] | None:
         """A replacement for the shared gradient ``Σ_t w_t g_t``, or None to keep it (here)."""
         return None
 
@@ -99,7 +99,7 @@ class UncertaintyWeighting(LossWeighting):
     are ignored. Reported weight: ``exp(-s_t)``.
     """
 
-    def __init__(self, tasks: Sequence[str], weights: Optional[Weights] = None) -> None:
+    def __init__(self, tasks: Sequence[str], weights: Weights | None = None) -> None:
         super().__init__(tasks, weights)
         self.log_vars = nn.Parameter(torch.zeros(len(self.tasks)))  # [K]
 
@@ -125,7 +125,7 @@ class DWAWeighting(LossWeighting):
     over the remaining tasks only. The history lives in buffers, so it survives ``state_dict``.
     """
 
-    def __init__(self, tasks: Sequence[str], weights: Optional[Weights] = None, temperature: float = 2.0) -> None:
+    def __init__(self, tasks: Sequence[str], weights: Weights | None = None, temperature: float = 2.0) -> None:
         super().__init__(tasks, weights)
         if temperature <= 0:
             raise ValueError(f"dwa temperature must be > 0, got {temperature}")
@@ -169,7 +169,7 @@ class GradNormWeighting(LossWeighting):
     grads = "last"
 
     def __init__(
-        self, tasks: Sequence[str], weights: Optional[Weights] = None, alpha: float = 1.5, lr: float = 0.025
+        self, tasks: Sequence[str], weights: Weights | None = None, alpha: float = 1.5, lr: float = 0.025
     ) -> None:
         super().__init__(tasks, weights)
         self.alpha, self.lr = float(alpha), float(lr)
@@ -213,12 +213,12 @@ class PCGradWeighting(LossWeighting):
 
     grads = "all"
 
-    def __init__(self, tasks: Sequence[str], weights: Optional[Weights] = None, seed: int = 0) -> None:
+    def __init__(self, tasks: Sequence[str], weights: Weights | None = None, seed: int = 0) -> None:
         super().__init__(tasks, weights)
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
 
-    def combine(self, grads: Grads) -> Optional[list[Optional[Tensor]]]:
+    def combine(self, grads: Grads) -> list[Tensor | None] | None:
         present = self._check_names(grads, "grads")
         if not present:
             return None
@@ -235,10 +235,15 @@ class PCGradWeighting(LossWeighting):
             parts = [grads[t][p] if grads[t][p] is not None else torch.zeros_like(ref[p]) for p in used]
             flats.append(self.static[t] * torch.cat([g.reshape(-1) for g in parts]))
         total = torch.stack(pcgrad_project(flats, generator=self.generator)).sum(0)  # [N]
-        out: list[Optional[Tensor]] = [None] * len(ref)
+        out: list[Tensor | None] = [None] * len(ref)
         for p, c in zip(used, total.split([ref[p].numel() for p in used])):
             out[p] = c.view_as(ref[p]).to(ref[p].dtype)
         return out
+
+
+def register_weighting(name: str) -> Callable[[type[LossWeighting]], type[LossWeighting]]:
+    """Class decorator: register a :class:`LossWeighting` subclass under ``name`` (``loss.weighting``)."""
+    return WEIGHTINGS.register(name)
 
 
 def list_weightings() -> list[str]:
@@ -248,19 +253,13 @@ def list_weightings() -> list[str]:
 
 def weighting_options(name: str) -> dict[str, Any]:
     """The options of weighting ``name`` and their defaults (from its constructor's signature)."""
-    sig = inspect.signature(WEIGHTINGS.get(name).__init__)
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    skip = ("self", "tasks", "weights")
-    return {p.name: p.default for p in sig.parameters.values() if p.kind in kinds and p.name not in skip}
+    return constructor_options(WEIGHTINGS.get(name), exclude=("tasks", "weights"))
 
 
 def build_weighting(
-    name: str, tasks: Sequence[str], weights: Optional[Weights] = None, **options: Any
+    name: str, tasks: Sequence[str], weights: Weights | None = None, **options: Any
 ) -> LossWeighting:
     """Build the weighting registered as ``name``; an unknown option is a TypeError naming the valid ones."""
     cls = WEIGHTINGS.get(name)
-    valid = weighting_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise TypeError(f"loss weighting {name!r} got unknown option(s) {unknown}; valid: {sorted(valid) or 'none'}")
+    check_options("loss weighting", name, options, weighting_options(name))
     return cls(tasks, weights, **options)

@@ -17,14 +17,17 @@ their penalty would be a constant, so pass live parameters, not a ``state_dict``
 from __future__ import annotations
 
 import fnmatch
-from typing import Callable, Iterable, Mapping, Sequence, Union
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-NamedParams = Union[Iterable[tuple[str, Tensor]], Mapping[str, Tensor]]
+NamedParams = Iterable[tuple[str, Tensor]] | Mapping[str, Tensor]
 ExcludeRule = Callable[[str, Tensor], bool]
-Exclude = Union[None, str, Sequence[str], ExcludeRule]
+Exclude = str | Sequence[str] | ExcludeRule | None
+
+# regularization.l2_sp_scope: whose start point L2-SP holds (pretrained encoders only, or every encoder)
+L2_SP_SCOPES = ("pretrained", "encoders")
 
 
 def default_exclude(name: str, param: Tensor) -> bool:

@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mmfuse.layers import masked_mean
+
 __all__ = ["compute_gae", "masked_whiten", "masked_mean", "masked_var"]
 
 # The loop costs T small kernel launches; the matrix form costs O(B*T^2) memory. Short answers
@@ -156,13 +158,6 @@ def _valid_count(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     """(bool mask broadcast to x, number of valid entries as a 0-dim tensor of x's dtype)."""
     m = torch.ones_like(x, dtype=torch.bool) if mask is None else _as_bool(mask, x).expand_as(x)
     return m, m.sum().to(x.dtype)
-
-
-def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean of ``x`` over valid entries (whole tensor); 0-dim, 0 when nothing is valid."""
-    m, n = _valid_count(x, mask)
-    total = torch.where(m, x, x.new_zeros(())).sum()  # [] garbage at masked slots never summed
-    return total / n.clamp_min(1)  # [] n = 0 -> 0 / 1 = 0
 
 
 def masked_var(x: Tensor, mask: Tensor | None, unbiased: bool = False) -> Tensor:

@@ -11,22 +11,20 @@ inputs are sanitised with ``torch.where`` before any arithmetic so it never reac
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from mmfuse.layers import masked_mean
+
+# rl.algorithm: clipped PPO with GAE advantages from a value head, or one REINFORCE step per batch
+ALGORITHMS = ("ppo", "reinforce")
+
 __all__ = [
-    "AdaptiveKLController", "FixedKLController", "entropy", "explained_variance", "policy_loss",
+    "ALGORITHMS", "AdaptiveKLController", "FixedKLController", "entropy", "explained_variance", "policy_loss",
     "value_loss",
 ]
-
-
-def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``x`` over entries where ``mask`` is nonzero, as a 0-dim tensor; 0 if there are none."""
-    valid = mask.bool()
-    total = torch.where(valid, x, torch.zeros((), dtype=x.dtype, device=x.device)).sum()
-    return total / valid.sum().clamp(min=1).to(x.dtype)  # clamp: empty mask -> 0/1 = 0, not NaN
 
 
 def _clean(x: Tensor, valid: Tensor) -> Tensor:
@@ -59,12 +57,12 @@ def policy_loss(
     adv = _clean(advantages, valid)  # [B, T]
     pg_unclipped = -adv * ratio  # [B, T]
     pg_clipped = -adv * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)  # [B, T]
-    loss = _masked_mean(torch.maximum(pg_unclipped, pg_clipped), valid)  # []
+    loss = masked_mean(torch.maximum(pg_unclipped, pg_clipped), valid)  # []
     with torch.no_grad():
         stats = {
-            "clipfrac": _masked_mean(((ratio - 1.0).abs() > clip).to(ratio.dtype), valid),
-            "approx_kl": _masked_mean(0.5 * log_ratio.square(), valid),
-            "approx_kl_k3": _masked_mean((ratio - 1.0) - log_ratio, valid),
+            "clipfrac": masked_mean(((ratio - 1.0).abs() > clip).to(ratio.dtype), valid),
+            "approx_kl": masked_mean(0.5 * log_ratio.square(), valid),
+            "approx_kl_k3": masked_mean((ratio - 1.0) - log_ratio, valid),
         }
     return loss, stats
 
@@ -74,7 +72,7 @@ def value_loss(
     old_values: Tensor,
     returns: Tensor,
     mask: Tensor,
-    clip: Optional[float] = 0.2,
+    clip: float | None = 0.2,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Value-function loss with PPO2-style clipping (OpenAI baselines ``ppo2``).
 
@@ -92,14 +90,14 @@ def value_loss(
     ret = _clean(returns, valid)  # [B, T]
     err_unclipped = (v - ret).square()  # [B, T]
     if clip is None:
-        loss = 0.5 * _masked_mean(err_unclipped, valid)
+        loss = 0.5 * masked_mean(err_unclipped, valid)
         return loss, {"vf_clipfrac": torch.zeros((), dtype=v.dtype, device=v.device)}
     old = _clean(old_values, valid)  # [B, T]
     v_clipped = old + torch.clamp(v - old, -clip, clip)  # [B, T]
     err_clipped = (v_clipped - ret).square()  # [B, T]
-    loss = 0.5 * _masked_mean(torch.maximum(err_unclipped, err_clipped), valid)
+    loss = 0.5 * masked_mean(torch.maximum(err_unclipped, err_clipped), valid)
     with torch.no_grad():
-        stats = {"vf_clipfrac": _masked_mean(((v - old).abs() > clip).to(v.dtype), valid)}
+        stats = {"vf_clipfrac": masked_mean(((v - old).abs() > clip).to(v.dtype), valid)}
     return loss, stats
 
 
@@ -114,7 +112,7 @@ def entropy(logits: Tensor, mask: Tensor) -> Tensor:
     p = logp.exp()  # [B, T, V]
     plogp = torch.where(p > 0, p * logp, torch.zeros((), dtype=p.dtype, device=p.device))  # [B, T, V]
     token_entropy = -plogp.sum(dim=-1)  # [B, T]
-    return _masked_mean(token_entropy, valid)
+    return masked_mean(token_entropy, valid)
 
 
 def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
@@ -130,7 +128,7 @@ def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
         ret = _clean(returns, valid).double()
 
         def var(x: Tensor) -> Tensor:
-            return _masked_mean((x - _masked_mean(x, valid)).square(), valid)
+            return masked_mean((x - masked_mean(x, valid)).square(), valid)
 
         var_ret = var(ret)
         if var_ret.item() == 0.0:

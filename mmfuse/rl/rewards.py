@@ -6,13 +6,12 @@ True) where the slot is a real action and 0 at padding. Only valid slots ever ca
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import Callable, Mapping, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from mmfuse.metrics.vqa import batch_vqa_accuracy, normalize_answer
+from mmfuse.metrics.scoring import batch_vqa_accuracy, majority_answer, normalize_answer
 from mmfuse.registry import Registry
 
 __all__ = [
@@ -111,7 +110,7 @@ def list_rewards() -> list[str]:
     return REWARDS.names()
 
 
-def get_reward(name_or_callable: Union[str, RewardFn, None] = DEFAULT_REWARD) -> RewardFn:
+def get_reward(name_or_callable: str | RewardFn | None = DEFAULT_REWARD) -> RewardFn:
     """A registered reward function by name (``None`` -> the default, ``"vqa_accuracy"``), or any
     callable ``(predictions, batch) -> Tensor[B]`` returned as is.
 
@@ -145,12 +144,6 @@ def vqa_accuracy_reward(predictions: Sequence[str], batch: Mapping) -> Tensor:
     return torch.tensor(scores, dtype=torch.float32)
 
 
-def _majority_answer(gt_answers: Sequence[str]) -> str:
-    """The normalised answer given by most annotators; ties go to the one given first."""
-    # Counter keeps first-insertion order and most_common() sorts stably, so ties -> first given.
-    return Counter(normalize_answer(a) for a in gt_answers).most_common(1)[0][0]
-
-
 @register_reward("exact_match")
 def exact_match_reward(predictions: Sequence[str], batch: Mapping) -> Tensor:
     """1.0 if ``normalize_answer(pred)`` equals the normalised majority GT answer (the one given by
@@ -158,6 +151,6 @@ def exact_match_reward(predictions: Sequence[str], batch: Mapping) -> Tensor:
     minority answers earn nothing. Rows with no GT answers score 0. Returns float32 ``[B]``."""
     answers = _answers(predictions, batch)
     scores = [
-        float(len(g) > 0 and normalize_answer(p) == _majority_answer(g)) for p, g in zip(predictions, answers)
+        float(len(g) > 0 and normalize_answer(p) == majority_answer(g)) for p, g in zip(predictions, answers)
     ]
     return torch.tensor(scores, dtype=torch.float32)

@@ -8,7 +8,8 @@ hidden states the policy does. The answer's sequence score goes on its last vali
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple, Optional
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,11 +17,14 @@ from torch import Tensor, nn
 
 from mmfuse.fusion.base import FusionOutput
 from mmfuse.heads.generator import AnswerGenerator, action_mask
-from mmfuse.metrics.vqa import normalize_answer
+from mmfuse.metrics.scoring import normalize_answer
 from mmfuse.rl.rewards import RewardFn, shape_token_rewards
 
 TRUNCATION = ("terminal", "bootstrap")
-__all__ = ["Rollout", "TRUNCATION", "collect_rollout", "evaluate_actions", "select_rows", "sequence_kl"]
+# rl.train: the parts of the model the RL stage may update (the rest stays frozen)
+TRAINABLE_PARTS = ("generator", "fusion", "text", "image")
+__all__ = ["TRAINABLE_PARTS", "TRUNCATION", "Rollout", "collect_rollout", "evaluate_actions", "select_rows",
+           "sequence_kl"]
 
 
 class Rollout(NamedTuple):
@@ -43,7 +47,7 @@ class Rollout(NamedTuple):
     kl: Tensor
     rewards: Tensor
     dones: Tensor
-    last_value: Optional[Tensor]
+    last_value: Tensor | None
     scores: Tensor
     truncated: Tensor
     texts: list[str]
@@ -69,9 +73,9 @@ def evaluate_actions(generator: AnswerGenerator, value_head: nn.Module, fused: F
 def collect_rollout(policy: AnswerGenerator, value_head: nn.Module, fused: FusionOutput, reference: AnswerGenerator,
                     ref_fused: FusionOutput, decode: Any, batch: Mapping[str, Any], reward_fn: RewardFn, *,
                     kl_coef: float, kl_estimator: str = "k1", temperature: float = 1.0, top_k: int = 0,
-                    max_new_tokens: Optional[int] = None, truncation: str = "terminal",
-                    missing_eos_penalty: Optional[float] = None,
-                    generator: Optional[torch.Generator] = None) -> Rollout:
+                    max_new_tokens: int | None = None, truncation: str = "terminal",
+                    missing_eos_penalty: float | None = None,
+                    generator: torch.Generator | None = None) -> Rollout:
     """Sample one answer per question and score it.
 
     Args:

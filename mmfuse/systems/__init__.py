@@ -1,6 +1,10 @@
-"""LightningModules."""
+"""LightningModules: one per training stage, siblings on :class:`BaseSystem` (what both stages share)."""
 
+from mmfuse.systems.base import BaseSystem
+from mmfuse.systems.rl import RLSystem
 from mmfuse.systems.supervised import SupervisedSystem
-from mmfuse.systems.rl import RLSystem  # noqa: E402 (after SupervisedSystem, which it extends)
 
-__all__ = ["RLSystem", "SupervisedSystem"]
+# config key ``stage`` -> its system (``mmfuse.config.STAGES`` names the same keys)
+SYSTEMS: dict[str, type[BaseSystem]] = {"supervised": SupervisedSystem, "rl": RLSystem}
+
+__all__ = ["SYSTEMS", "BaseSystem", "RLSystem", "SupervisedSystem"]

@@ -4,8 +4,9 @@ advantages from a value head and a KL leash to the frozen supervised policy."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -19,14 +20,15 @@ from mmfuse.rl.gae import compute_gae, masked_mean, masked_whiten
 from mmfuse.rl.ppo import AdaptiveKLController, FixedKLController, entropy, explained_variance, policy_loss, value_loss
 from mmfuse.rl.rewards import RewardFn, get_reward
 from mmfuse.rl.rollout import Rollout, collect_rollout, evaluate_actions, select_rows
-from mmfuse.systems.supervised import SupervisedSystem
+from mmfuse.systems.base import BaseSystem
 
 GENERATION = "answer_generation"
 __all__ = ["RLSystem", "exact_token_kl", "fuse_batch", "rl_config"]
 
 
-class RLSystem(SupervisedSystem):
-    """A :class:`SupervisedSystem` whose answer generator is trained by RL (manual optimisation).
+class RLSystem(BaseSystem):
+    """The RL stage on :class:`~mmfuse.systems.base.BaseSystem`: the answer generator trained by RL (manual
+    optimisation). It builds no loss weighting, regulariser or task-gradient machinery: none applies here.
 
     Every training batch is one rollout batch: one answer sampled per question (``cfg["rl"]``), scored
     by the reward, turned into per-token rewards (−β·KL to the frozen ``reference`` copy, plus the
@@ -34,12 +36,12 @@ class RLSystem(SupervisedSystem):
     ``ppo_epochs`` × ``minibatches`` clipped PPO steps with gradient clipping (``optim.grad_clip``).
     Dropout is off in every module (as in TRL): the log-probs PPO recomputes must equal the rollout's.
 
-    Validation and test run the supervised step (greedy decoding, the same VQA metric), plus, with
+    Validation and test run the base's evaluation step (greedy decoding, the same VQA metric), plus, with
     ``rl.eval_sampled``, one sampled answer per question: ``<stage>/sampled/acc`` and ``<stage>/kl``
     (the exact per-state KL to the reference summed along the sampled answer). The checkpoint holds
     the model under the same keys as a supervised one, so ``tools/evaluate.py`` scores it as is.
 
-    Args: those of :class:`SupervisedSystem`; ``reward`` overrides ``rl.reward`` with a callable
+    Args: those of :class:`~mmfuse.systems.base.BaseSystem`; ``reward`` overrides ``rl.reward`` with a callable
     ``(texts, batch) -> Tensor[B]`` (research code; not stored, pass it again when loading).
 
     Logged every step: ``rl/score``, ``rl/reward`` (score − β·KL), ``rl/kl`` (per answer), ``rl/beta``,
@@ -47,10 +49,10 @@ class RLSystem(SupervisedSystem):
     ``rl/explained_variance``, ``rl/answer_length`` (tokens, EOS included), ``rl/truncated``.
     """
 
-    def __init__(self, cfg: dict[str, Any], answers: Sequence[str], text_vocab_size: Optional[int] = None,
-                 pad_token_id: int = 0, answer_types: Sequence[str] = (), fusion: Optional[nn.Module] = None,
+    def __init__(self, cfg: dict[str, Any], answers: Sequence[str], text_vocab_size: int | None = None,
+                 pad_token_id: int = 0, answer_types: Sequence[str] = (), fusion: nn.Module | None = None,
                  question_types: Sequence[str] = (), answer_words: Sequence[str] = (),
-                 reward: Optional[RewardFn] = None) -> None:
+                 reward: RewardFn | None = None) -> None:
         super().__init__(cfg, answers, text_vocab_size, pad_token_id, answer_types, fusion, question_types,
                          answer_words)
         if GENERATION not in self.active:
@@ -72,8 +74,8 @@ class RLSystem(SupervisedSystem):
         kl = self.rl["kl"]
         self.kl_ctl = (AdaptiveKLController(kl["coef"], kl["target"], kl["horizon"]) if kl["adaptive"]
                        else FixedKLController(kl["coef"]))
-        self.rng: Optional[torch.Generator] = None  # rollouts and minibatch order
-        self.eval_rng: Optional[torch.Generator] = None  # sampled evaluation, re-seeded every epoch
+        self.rng: torch.Generator | None = None  # rollouts and minibatch order
+        self.eval_rng: torch.Generator | None = None  # sampled evaluation, re-seeded every epoch
 
     @property
     def generator(self) -> nn.Module:
@@ -81,9 +83,10 @@ class RLSystem(SupervisedSystem):
 
     def set_answer_types(self, answer_types: Sequence[str], question_types: Sequence[str] = ()) -> None:
         super().set_answer_types(answer_types, question_types)
-        self.sampled = nn.ModuleDict({s: VQAAccuracy(list(answer_types), list(question_types)) for s in ("val", "test")})
+        self.sampled = nn.ModuleDict({s: VQAAccuracy(list(answer_types), list(question_types))
+                                      for s in ("val", "test")})
 
-    def train(self, mode: bool = True) -> "RLSystem":
+    def train(self, mode: bool = True) -> RLSystem:
         super().train(mode)
         for module in (self.model, self.reference):  # no dropout: rollout and update log-probs agree
             module.eval()
@@ -179,12 +182,6 @@ class RLSystem(SupervisedSystem):
         for key, value in logged.items():
             self.log(key, value.float(), on_step=True, on_epoch=False, batch_size=n, prog_bar=key == "rl/score")
 
-    def on_after_backward(self) -> None:
-        """No per-task gradient surgery in RL."""
-
-    def on_train_epoch_end(self) -> None:
-        """Nothing of the supervised epoch end applies (no task losses or weighting in RL)."""
-
     # -- evaluation ---------------------------------------------------------------------------------------
     def _sampled_eval(self, batch: dict[str, Any], stage: str) -> None:
         if not self.rl["eval_sampled"]:
@@ -241,6 +238,11 @@ class RLSystem(SupervisedSystem):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
+        # RL checkpoints written while RLSystem extended SupervisedSystem may hold its (unused) loss weighting
+        # and regulariser buffers: not part of this system
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith(("weighting.", "regularization."))]:
+            del state[key]
         if "mmfuse_kl_controller" in checkpoint:
             self.kl_ctl.load_state_dict(checkpoint["mmfuse_kl_controller"])
 

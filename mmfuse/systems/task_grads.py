@@ -3,7 +3,7 @@ need every step, and the conflict signal (cosine between task gradients) every N
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +14,7 @@ from mmfuse.objectives.multitask import LossWeighting, gradient_cosines
 def shared_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """Trainable parameters every task's gradient flows through: the encoders and the fusion."""
     return [(n, p) for n, p in model.named_parameters()
-            if p.requires_grad and (n.startswith("encoders.") or n.startswith("fusion."))]
+            if p.requires_grad and n.startswith(("encoders.", "fusion."))]
 
 
 class TaskGradients:
@@ -39,7 +39,7 @@ class TaskGradients:
         # GradNorm's W: the last shared weight matrix (registration order: the fusion's output side)
         self.last = fusion[-1] if fusion else len(self.params) - 1
         self.weighting, self.every_n = weighting, every_n
-        self.delta: Optional[list[Optional[Tensor]]] = None
+        self.delta: list[Tensor | None] | None = None
         self.cos_sum: dict[str, float] = {}
         self.cos_count = 0
 

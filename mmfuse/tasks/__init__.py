@@ -7,17 +7,27 @@ Registered tasks: ``vqa`` (answer classification), ``answer_generation`` (decode
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import nn
 
-from mmfuse.tasks.base import TASKS, Task, TaskContext, TaskResult, labelled_rows, list_tasks
+from mmfuse.tasks.base import (
+    TASKS,
+    Task,
+    TaskContext,
+    TaskResult,
+    labelled_rows,
+    list_answer_tasks,
+    list_tasks,
+    register_task,
+)
 from mmfuse.tasks.classification import AnswerTypeTask, ITMTask, VQATask, negative_index
 from mmfuse.tasks.generation import AnswerGenerationTask, most_common_answer
 
 __all__ = ["TASKS", "Task", "TaskContext", "TaskResult", "AnswerGenerationTask", "AnswerTypeTask", "ITMTask",
-           "VQATask", "build_tasks", "build_heads", "labelled_rows", "list_tasks", "most_common_answer",
-           "negative_index", "primary_task"]
+           "VQATask", "build_heads", "build_tasks", "labelled_rows", "list_answer_tasks", "list_tasks",
+           "most_common_answer", "negative_index", "primary_task", "register_task"]
 
 
 def build_tasks(tasks_cfg: Mapping[str, Any], ctx: TaskContext) -> dict[str, Task]:

@@ -4,8 +4,9 @@ and a metric. Tasks hold no parameters themselves: their heads live in ``FusionM
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
@@ -41,9 +42,9 @@ class TaskResult(NamedTuple):
         correct: ``[N]`` 0/1 per scored item (accuracy tasks), else None.
     """
 
-    loss: Optional[Tensor]
-    predictions: Optional[list[str]] = None
-    correct: Optional[Tensor] = None
+    loss: Tensor | None
+    predictions: list[str] | None = None
+    correct: Tensor | None = None
 
 
 class Task(ABC):
@@ -81,9 +82,20 @@ class Task(ABC):
 TASKS: Registry[type[Task]] = Registry("task")
 
 
+def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
+    """Class decorator: register a :class:`Task` under ``name`` (``tasks.active``; its options are the
+    ``tasks.<name>`` block of ``configs/base.yaml``)."""
+    return TASKS.register(name)
+
+
 def list_tasks() -> list[str]:
     """Names of every registered task."""
     return TASKS.names()
+
+
+def list_answer_tasks() -> list[str]:
+    """The registered tasks whose predictions are answer strings (what ``eval.task`` may score)."""
+    return [name for name in TASKS.names() if TASKS.get(name).answers]
 
 
 def labelled_rows(batch: Mapping[str, Any]) -> list[int]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,8 @@ class VQATask(Task):
     name, answers = "vqa", True
 
     def build_head(self) -> nn.Module:
-        return ClassifierHead(self.ctx.dim, len(self.ctx.answers), hidden=self.spec["hidden"], dropout=self.spec["dropout"])
+        return ClassifierHead(self.ctx.dim, len(self.ctx.answers), hidden=self.spec["hidden"],
+                              dropout=self.spec["dropout"])
 
     def run(self, head: nn.Module, out: Mapping[str, Any], batch: Mapping[str, Any], model: nn.Module,
             predict: bool) -> TaskResult:

@@ -4,8 +4,8 @@ teacher forcing and scored with the VQA accuracy of the decoded string."""
 from __future__ import annotations
 
 import random
-from collections import Counter
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,15 +13,21 @@ from torchmetrics import Metric
 
 from mmfuse.data.answer_tokens import AnswerTokenizer
 from mmfuse.heads.generator import AnswerGenerator
-from mmfuse.metrics.vqa import normalize_answer
+from mmfuse.metrics.scoring import majority_answer
 from mmfuse.metrics.vqa_metric import VQAAccuracy
 from mmfuse.tasks.base import TASKS, Task, TaskContext, TaskResult, labelled_rows
 
 
 def most_common_answer(answers: Sequence[str]) -> str:
-    """The most frequent normalised answer (ties: the one given first)."""
-    counts = Counter(normalize_answer(a) for a in answers)
-    return max(counts, key=lambda a: (counts[a], -list(counts).index(a)))
+    """The most frequent normalised answer (ties: the one given first): the ``most_common`` target."""
+    answer = majority_answer(answers)
+    if answer is None:
+        raise ValueError("most_common_answer needs at least one answer")
+    return answer
+
+
+# tasks.answer_generation.target: the teacher-forcing answer of an example
+TARGETS = ("most_common", "random")
 
 
 @TASKS.register("answer_generation")
@@ -62,7 +68,7 @@ class AnswerGenerationTask(Task):
         preds = self.decode(head, fused) if predict else None
         return TaskResult(loss, preds)
 
-    def decode(self, head: nn.Module, fused: Any, generator: Optional[torch.Generator] = None) -> list[str]:
+    def decode(self, head: nn.Module, fused: Any, generator: torch.Generator | None = None) -> list[str]:
         """Answer strings under the configured decoding (greedy, sampled or beam)."""
         s = self.spec
         with torch.no_grad():

@@ -9,7 +9,12 @@ Figures use :class:`matplotlib.figure.Figure` with the Agg renderer; no pyplot g
 """
 
 from mmfuse.viz.figures import (
-    confusion_counts, plot_attention_grid, plot_confusion, plot_learning_curves, plot_type_accuracy, top_labels,
+    confusion_counts,
+    plot_attention_grid,
+    plot_confusion,
+    plot_learning_curves,
+    plot_type_accuracy,
+    top_labels,
 )
 from mmfuse.viz.logs import read_lightning_logs
 from mmfuse.viz.report import write_index_html

@@ -4,14 +4,13 @@ their gradients on the shared parameters), per epoch."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from mmfuse.viz.logs import Series, read_lightning_logs  # noqa: E402
+from mmfuse.viz.logs import Series, read_lightning_logs
 
 PANELS = (("train/loss/", "task loss (train, epoch mean)"), ("weight/", "loss weight (epoch mean)"),
           ("conflict/cos/", "cos(∇L_a, ∇L_b) on shared params"))
@@ -27,7 +26,7 @@ def _by_epoch(series: Series, tag: str) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def plot_multitask(series: Series, title: str = "") -> Optional[plt.Figure]:
+def plot_multitask(series: Series, title: str = "") -> plt.Figure | None:
     """Three panels (task losses, task weights, gradient cosines) or None when nothing was logged."""
     present = [(prefix, label, sorted(t for t in series if t.startswith(prefix) and "_step" not in t))
                for prefix, label in PANELS]
@@ -53,7 +52,7 @@ def plot_multitask(series: Series, title: str = "") -> Optional[plt.Figure]:
     return fig
 
 
-def write_multitask_plot(run_dir: Path | str, name: str = "multitask.png") -> Optional[Path]:
+def write_multitask_plot(run_dir: Path | str, name: str = "multitask.png") -> Path | None:
     """``<run_dir>/plots/multitask.png`` from the run's logs; None when the run logged no task series."""
     run_dir = Path(run_dir)
     fig = plot_multitask(read_lightning_logs(run_dir), title=run_dir.name)

@@ -3,15 +3,15 @@ batch, for one or several runs on shared axes (the README's PPO / REINFORCE comp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from mmfuse.viz.logs import read_lightning_logs  # noqa: E402
+from mmfuse.viz.logs import read_lightning_logs
 
 PANELS = (("rl/score", "mean score (VQA accuracy of sampled answers)"), ("rl/kl", "KL to reference (nats / answer)"),
           ("rl/entropy", "policy entropy (nats / token)"))

@@ -8,7 +8,7 @@ from mmfuse.data.datamodule import carve_validation
 from mmfuse.data.schema import QARecord
 from mmfuse.data.transforms import augment, resize_uint8
 from mmfuse.data.vocab import AnswerVocab
-from mmfuse.train import build_datamodule
+from mmfuse.runner import build_datamodule
 from tests.conftest import TINY, jsonl_overrides
 
 

@@ -1,7 +1,8 @@
 import math
 import pickle
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch

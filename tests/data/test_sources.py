@@ -244,7 +244,7 @@ def test_easy_vqa_sizes_answers_and_types(easy):
     types = {a[0]: t for r in train + test for a, t in [(r.answers, r.answer_type)]}
     assert types["yes"] == types["no"] == "yes/no"
     assert types["teal"] == "color" and types["circle"] == "shape"
-    assert {t for t in types.values()} == {"yes/no", "color", "shape"}
+    assert set(types.values()) == {"yes/no", "color", "shape"}
     assert len({r.question_type for r in train + test}) == 24
     assert train[0].question_type == "what is the <color> shape?"
 

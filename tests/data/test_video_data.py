@@ -20,7 +20,7 @@ from mmfuse.data.schema import QARecord
 from mmfuse.data.sources import DataError, load_records
 from mmfuse.data.video_io import read_frames
 from mmfuse.data.video_store import VideoStore
-from mmfuse.train import build_datamodule
+from mmfuse.runner import build_datamodule
 from tests.conftest import TINY, make_video_dataset
 
 

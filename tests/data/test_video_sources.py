@@ -15,7 +15,8 @@ TGIF_FRAMEQA = ("gif_name\tquestion\tanswer\ttype\tvid_id\tkey\tdescription\n"
 TGIF_COUNT = ("gif_name\tquestion\tanswer\tvid_id\tkey\n"
               "tumblr_a\tHow many times does the man nod ?\t3\tCOUNT1\t10\n")
 TGIF_ACTION = ("gif_name\tquestion\ta1\ta2\ta3\ta4\ta5\tanswer\tvid_id\tkey\n"
-               "tumblr_a\tWhat does the woman do 4 times ?\tflick\tdo gymnastic\tchew food\tshake hips\tpat back\t2\tACTION1\t5\n"
+               "tumblr_a\tWhat does the woman do 4 times ?\tflick\tdo gymnastic\tchew food\tshake hips\tpat back\t2"
+               "\tACTION1\t5\n"
                "tumblr_b\tWhat does the man do after sitting ?\tstand\twave\tjump\tsing\tclap\t4\tTRANS7\t6\n")
 
 

@@ -8,8 +8,8 @@ from transformers import BertConfig, BertModel
 from mmfuse.data.tokenizer import build_tokenizer, train_wordpiece
 from mmfuse.encoders import EncoderOutput, TextEncoder, VisionEncoder
 
-BERT = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)
+BERT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
 
 
 def test_text_encoder_shapes_and_padding_invariance() -> None:

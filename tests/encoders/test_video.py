@@ -18,7 +18,7 @@ from mmfuse.encoders.temporal import (
 )
 from mmfuse.fusion import build_fusion, list_fusions
 
-VIT = dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)
+VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
 D, T = 16, 5
 POOLINGS = list_temporal_poolings()
 

@@ -10,7 +10,7 @@ from mmfuse.evaluation.compare import compare_rows, locate_rows
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
-import compare as compare_tool  # noqa: E402
+import compare as compare_tool
 
 
 def rows(scores: list[float], types: list[str], start: int = 0) -> list[dict]:

@@ -19,8 +19,14 @@ import mmfuse.data.tokenizer as tokenizer_module
 from mmfuse.data.tokenizer import tokenizer_from_json
 from mmfuse.data.vocab import AnswerVocab
 from mmfuse.evaluation.interpolate import (
-    CheckpointMismatch, check_compatible, check_same_setup, config_from_checkpoint, interpolate, interpolate_state_dicts,
-    parse_alphas)
+    CheckpointMismatch,
+    check_compatible,
+    check_same_setup,
+    config_from_checkpoint,
+    interpolate,
+    interpolate_state_dicts,
+    parse_alphas,
+)
 from tests.conftest import REPO, TINY, jsonl_overrides, make_jsonl_dataset
 
 _spec = importlib.util.spec_from_file_location("mmfuse_tools_interpolate", REPO / "tools" / "interpolate.py")

@@ -6,8 +6,16 @@ from pathlib import Path
 import pytest
 
 from mmfuse.data.schema import QARecord
-from mmfuse.evaluation.results import (CoverageError, config_hash, format_table, gold_answer, read_rows,
-                                       score_predictions, summarize, write_rows)
+from mmfuse.evaluation.results import (
+    CoverageError,
+    config_hash,
+    format_table,
+    gold_answer,
+    read_rows,
+    score_predictions,
+    summarize,
+    write_rows,
+)
 
 TEN = ("2",) * 1 + ("3",) * 9  # "2" matches 1 annotator -> 0.3
 
@@ -74,7 +82,8 @@ def test_gold_answer_is_the_normalised_majority() -> None:
 
 
 def test_config_hash_ignores_output_locations() -> None:
-    cfg = {"seed": 0, "optim": {"lr": 1e-3}, "run_dir": "a", "output_dir": "runs", "name": "x", "eval": {"split": "test"}}
+    cfg = {"seed": 0, "optim": {"lr": 1e-3}, "run_dir": "a", "output_dir": "runs", "name": "x",
+           "eval": {"split": "test"}}
     moved = {**cfg, "run_dir": "b", "eval": {"split": "val"}, "name": "y"}
     assert config_hash(cfg) == config_hash(moved)
     assert config_hash(cfg) != config_hash({**cfg, "optim": {"lr": 2e-3}})

@@ -3,6 +3,7 @@ cross_attention specifics."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -11,6 +12,7 @@ from torch import nn
 
 from mmfuse.encoders.base import EncoderOutput
 from mmfuse.fusion import FUSIONS, FusionOutput, build_fusion, fusion_hparams, list_fusions, register_fusion
+from mmfuse.layers import attention_weights
 
 IN_DIMS = {"text": 8, "image": 12}
 DIM = 16
@@ -105,12 +107,18 @@ def test_every_parameter_gets_a_finite_gradient(name, hparams):
         assert p.grad.abs().sum() > 0, f"{pname} has an all-zero gradient"
 
 
+def with_weights(fusion: nn.Module, weights: bool) -> contextlib.AbstractContextManager:
+    """``attention_weights(fusion)`` (explicit attention, maps returned) or nothing (fused kernels)."""
+    return attention_weights(fusion) if weights else contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("weights", [False, True], ids=["fused", "weights"])
 @pytest.mark.parametrize("name,hparams", CASES, ids=CASE_IDS)
-def test_padding_does_not_change_outputs(name, hparams):
+def test_padding_does_not_change_outputs(name, hparams, weights):
     fusion = build(name, hparams)
     inputs = make_inputs()
     padded = pad_with_garbage(inputs)
-    with torch.no_grad():
+    with torch.no_grad(), with_weights(fusion, weights):
         a, b = fusion(inputs), fusion(padded)
     torch.testing.assert_close(b.pooled, a.pooled, rtol=1e-5, atol=1e-5)
     if a.tokens is not None:
@@ -125,15 +133,17 @@ def test_padding_does_not_change_outputs(name, hparams):
         assert (b.attention[..., nk:] == 0).all()
 
 
+@pytest.mark.parametrize("weights", [False, True], ids=["fused", "weights"])
 @pytest.mark.parametrize("name,hparams", CASES, ids=CASE_IDS)
-def test_all_padded_rows_give_no_nan(name, hparams):
+def test_all_padded_rows_give_no_nan(name, hparams, weights):
     inputs = make_inputs()
     for m, x in inputs.items():
         mask = x.mask.clone()
         mask[1] = False
         inputs[m] = EncoderOutput(x.tokens, mask, x.pooled)
     fusion = build(name, hparams)
-    out = fusion(inputs)
+    with with_weights(fusion, weights):
+        out = fusion(inputs)
     for field in out:
         if field is not None and field.is_floating_point():
             assert torch.isfinite(field).all()
@@ -302,7 +312,10 @@ def test_weighted_sum_rejects_bad_weights(weights):
 def test_attention_shape_and_rows(bidirectional):
     inputs = make_inputs(batch=3)
     fusion = build("cross_attention", {"bidirectional": bidirectional, "num_heads": 2})
-    out = fusion(inputs)
+    assert fusion(inputs).attention is None  # not asked for: fused kernels, no weights
+    with attention_weights(fusion):
+        out = fusion(inputs)
+    assert fusion(inputs).attention is None  # the setting comes back after the block
     nt, nv = N_TOKENS["text"], N_TOKENS["image"]
     assert out.attention.shape == (3, 2, nt, nv)
     assert out.tokens.shape == (3, nt, DIM)
@@ -318,7 +331,8 @@ def test_attention_shape_and_rows(bidirectional):
 def test_attention_of_padded_inputs_matches_and_ignores_padding():
     fusion = build("cross_attention", {})
     inputs = make_inputs()
-    a, b = fusion(inputs), fusion(pad_with_garbage(inputs, extra=4))
+    with attention_weights(fusion):
+        a, b = fusion(inputs), fusion(pad_with_garbage(inputs, extra=4))
     nt, nv = a.attention.shape[-2:]
     assert b.attention.shape[-2:] == (nt + 4, nv + 4)
     torch.testing.assert_close(b.attention[..., :nt, :nv], a.attention, rtol=1e-5, atol=1e-6)
@@ -333,7 +347,11 @@ def test_fully_padded_rows():
     vmask[2] = False  # an image without patches
     inputs = {"text": EncoderOutput(t.tokens, tmask, t.pooled), "image": EncoderOutput(v.tokens, vmask, v.pooled)}
     for bidirectional in (False, True):
-        out = build("cross_attention", {"bidirectional": bidirectional})(inputs)
+        fusion = build("cross_attention", {"bidirectional": bidirectional})
+        with attention_weights(fusion):
+            out = fusion(inputs)
+        fused = fusion(inputs)  # the fused-kernel path: same outputs, no NaN either
+        torch.testing.assert_close(fused.pooled, out.pooled, rtol=1e-5, atol=1e-6)
         assert torch.isfinite(out.pooled).all() and torch.isfinite(out.tokens).all()
         assert (out.attention[2] == 0).all()
         if not bidirectional:
@@ -368,5 +386,6 @@ def test_context_inference_and_errors():
         build_fusion("cross_attention", IN_DIMS, 10, num_heads=4)
     # vision as the query side
     fusion = build_fusion("cross_attention", IN_DIMS, DIM, query="image").eval()
-    out = fusion(make_inputs())
+    with attention_weights(fusion):
+        out = fusion(make_inputs())
     assert out.attention.shape[-2:] == (N_TOKENS["image"], N_TOKENS["text"])

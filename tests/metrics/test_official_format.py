@@ -21,8 +21,8 @@ from mmfuse.metrics.official_format import (
     load_results,
     score_results,
 )
-from mmfuse.metrics.rounding import py2_round
 from mmfuse.metrics.reference import reference_evaluate, reference_vqa_accuracy
+from mmfuse.metrics.rounding import py2_round
 from mmfuse.metrics.synthetic import synthetic_vqa, write_official_files
 from mmfuse.metrics.vqa import VQAAccuracy, batch_vqa_accuracy, official_aggregate, vqa_accuracy
 
@@ -174,7 +174,7 @@ def test_sums_left_to_right_in_annotation_order() -> None:
     """Python 2's sum() adds left to right; math.fsum (and Python 3.12+ sum) would give 51.88 here."""
     xs = [0.3, 0.0, 1.0, 0.9, 0.0, 0.6, 0.9, 0.6, 0.6, 0.6, 0.3, 0.0, 0.9, 1.0, 0.3, 0.3]
     annotations = {i + 1: ann(at(EXACT[v])) for i, v in enumerate(xs)}
-    out = score_results({q: "x" for q in annotations}, annotations)
+    out = score_results(dict.fromkeys(annotations, "x"), annotations)
     assert [v / 100 for v in out["evalQA"].values()] == xs
     assert out["overall"] == 51.87  # Python 2.7 official script: 51.87
     assert round(100 * math.fsum(xs) / len(xs), 2) == 51.88

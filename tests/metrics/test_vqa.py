@@ -17,7 +17,7 @@ from mmfuse.metrics import (
     vqa_accuracy,
 )
 from mmfuse.metrics._vqa_tables import CONTRACTIONS, PUNCTUATION
-from mmfuse.metrics.vqa import _process_punctuation
+from mmfuse.metrics.scoring import _process_punctuation
 
 
 def gts_with(k: int, answer: str = "x", other: str = "y", n: int = 10) -> list[str]:

@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from mmfuse.rl.ppo import (
-    AdaptiveKLController, FixedKLController, entropy, explained_variance, policy_loss, value_loss,
+    AdaptiveKLController,
+    FixedKLController,
+    entropy,
+    explained_variance,
+    policy_loss,
+    value_loss,
 )
 
 NAN = float("nan")

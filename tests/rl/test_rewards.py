@@ -9,7 +9,11 @@ import torch
 
 from mmfuse.metrics.vqa import normalize_answer, vqa_accuracy
 from mmfuse.rl.rewards import (
-    REWARDS, get_reward, list_rewards, register_reward, shape_token_rewards,
+    REWARDS,
+    get_reward,
+    list_rewards,
+    register_reward,
+    shape_token_rewards,
 )
 
 NAN = float("nan")

@@ -14,8 +14,8 @@ import torch
 
 import mmfuse
 from mmfuse.config import ConfigError
+from mmfuse.runner import build_datamodule, resumed_vocabularies
 from mmfuse.systems.rl import GENERATION, RLSystem, fuse_batch
-from mmfuse.train import _resumed_vocabularies, build_datamodule
 from mmfuse.viz.rl import smooth, write_rl_curves
 from tests.conftest import jsonl_overrides, make_jsonl_dataset, run_tool
 
@@ -47,7 +47,7 @@ def prefers(texts: list[str], batch: Any) -> torch.Tensor:
 def preferred_prob(system: Any, start: dict[str, Any]) -> float:
     """Mean probability over the validation questions of generating exactly PREFERRED."""
     dm = build_datamodule(mmfuse.load_config(TINY, jsonl_overrides(start["data"], start["tmp"] / "x")), None,
-                          **_resumed_vocabularies(start["ckpt"]))
+                          **resumed_vocabularies(start["ckpt"]))
     dm.img_size = system.model.image_size
     probs = []
     system.eval()
@@ -169,7 +169,8 @@ def test_benchmark_table_and_smoothing(monkeypatch: pytest.MonkeyPatch) -> None:
     rows += [row("start", 1, 96.0, 88.0, 0.0, None), row("ppo", 1, 96.5, 95.0, 0.35, 200.0)]
     # seed 1 closes (95 - 88) / (96 - 88) = 87.5% of its own gap; means over seeds, ranges in brackets
     assert bench.table(rows).splitlines()[3] == ("| PPO, GAE λ=0.95 | 96.10 (95.70–96.50) | 94.50 (94.00–95.00) "
-                                                "| 84% (80–88%) | +0.10 (-0.30–+0.50) | 0.300 (0.250–0.350) | 2.0 | 250 |")
+                                                "| 84% (80–88%) | +0.10 (-0.30–+0.50) | 0.300 (0.250–0.350) "
+                                                "| 2.0 | 250 |")
     assert smooth([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
 
 

@@ -10,8 +10,14 @@ import pytest
 from PIL import Image
 
 from mmfuse.viz import (
-    confusion_counts, plot_attention_grid, plot_confusion, plot_learning_curves, plot_type_accuracy,
-    read_lightning_logs, top_labels, write_index_html,
+    confusion_counts,
+    plot_attention_grid,
+    plot_confusion,
+    plot_learning_curves,
+    plot_type_accuracy,
+    read_lightning_logs,
+    top_labels,
+    write_index_html,
 )
 from mmfuse.viz.figures import _loss_lines
 

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from mmfuse.data.schema import QARecord
+from mmfuse.errors import DataError
 from mmfuse.registry import Registry
 
-Loader = Callable[[str, Any, Optional[str]], list[QARecord]]
-
-
-class DataError(ValueError):
-    """Bad input data or data config (malformed file, missing image, unknown split, ...)."""
+Loader = Callable[[str, Any, str | None], list[QARecord]]
 
 
 SOURCES: Registry[Loader] = Registry("data source")
@@ -44,7 +42,7 @@ def list_sources() -> list[str]:
     return SOURCES.names()
 
 
-def load_records(source: str, split: str, spec: Any, root: Optional[str]) -> list[QARecord]:
+def load_records(source: str, split: str, spec: Any, root: str | None) -> list[QARecord]:
     """Load split ``split`` of data source ``source``.
 
     Args:
@@ -116,7 +114,7 @@ def resolve_inside(root: str, rel: str, where: str = "") -> str:
     return target
 
 
-def resolve_data_file(path: Any, root: Optional[str], what: str) -> str:
+def resolve_data_file(path: Any, root: str | None, what: str) -> str:
     """Absolute path of a data/annotation file named in the config.
 
     A relative path is tried against ``root`` first (the usual config layout is

@@ -25,10 +25,11 @@ Note: ``easy_vqa.get_answers()`` order is deliberately not used for anything.
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any
 
 from mmfuse.data.schema import QARecord
-from mmfuse.data.sources.base import DataError, fast_realpath, register_source, unknown_split
+from mmfuse.data.sources.base import fast_realpath, register_source, unknown_split
+from mmfuse.errors import DataError
 
 SPLITS: tuple[str, ...] = ("train", "test")
 TEST_ID_OFFSET = 1_000_000
@@ -37,8 +38,8 @@ ID_OFFSETS: dict[str, int] = {"train": 0, "test": TEST_ID_OFFSET}
 COLORS: tuple[str, ...] = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
 SHAPES: tuple[str, ...] = ("circle", "rectangle", "triangle")
 
-_COLOR_RE = re.compile(r"\b(?:%s)\b" % "|".join(COLORS))
-_SHAPE_RE = re.compile(r"\b(?:%s)\b" % "|".join(SHAPES))
+_COLOR_RE = re.compile(rf"\b(?:{'|'.join(COLORS)})\b")
+_SHAPE_RE = re.compile(rf"\b(?:{'|'.join(SHAPES)})\b")
 
 
 def answer_type_of(answer: str) -> str:
@@ -69,7 +70,7 @@ def _package_split(split: str) -> tuple[tuple[list, list, list], dict[int, str]]
 
 
 @register_source("easy_vqa")
-def load_easy_vqa(split: str, spec: Any = None, root: Optional[str] = None) -> list[QARecord]:
+def load_easy_vqa(split: str, spec: Any = None, root: str | None = None) -> list[QARecord]:
     """Load split ``train`` or ``test`` of easy-VQA from the installed package."""
     if split not in SPLITS:
         raise unknown_split("easy_vqa", split, SPLITS)

@@ -31,11 +31,12 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 from mmfuse.data.schema import QARecord
-from mmfuse.data.sources.base import DataError, register_source, unknown_split
+from mmfuse.data.sources.base import register_source, unknown_split
 from mmfuse.data.sources.easy_vqa import COLORS, SHAPES, SPLITS, answer_type_of, load_easy_vqa
+from mmfuse.errors import DataError
 
 DEFAULTS: dict[str, Any] = {"annotators": 10, "noise": 0.3, "seed": 0}
 _EXPECTED = {"annotators": "an int >= 1", "noise": "a float in [0, 1]", "seed": "an int"}
@@ -81,7 +82,7 @@ def noisy_answers(answer: str, annotators: int, noise: float, rng: random.Random
 
 
 @register_source("easy_vqa_noisy")
-def load_easy_vqa_noisy(split: str, spec: Any = None, root: Optional[str] = None) -> list[QARecord]:
+def load_easy_vqa_noisy(split: str, spec: Any = None, root: str | None = None) -> list[QARecord]:
     """Load split ``train`` or ``test`` of easy-VQA with noisy annotator answers (see the module doc)."""
     if split not in SPLITS:
         raise unknown_split("easy_vqa_noisy", split, SPLITS)

@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Optional
+from typing import Any
 
 from mmfuse.data.schema import QARecord
-from mmfuse.data.sources.base import DataError, register_source, resolve_data_file, resolve_inside
+from mmfuse.data.sources.base import register_source, resolve_data_file, resolve_inside
+from mmfuse.errors import DataError
 
 REQUIRED_FIELDS: tuple[str, ...] = ("question_id", "question", "answers")
 MEDIA_FIELDS: tuple[str, ...] = ("image", "video")
 
 
-def _optional_str(obj: dict, key: str, where: str) -> Optional[str]:
+def _optional_str(obj: dict, key: str, where: str) -> str | None:
     value = obj.get(key)
     if value is None or isinstance(value, str):
         return value
@@ -79,7 +80,7 @@ def _parse_line(obj: Any, where: str, root: str) -> QARecord:
     )
 
 
-def read_jsonl(path: str, root: Optional[str] = None) -> list[QARecord]:
+def read_jsonl(path: str, root: str | None = None) -> list[QARecord]:
     """Parse a .jsonl file (see the module docstring) into records."""
     if root is None:
         root = os.path.dirname(os.path.abspath(path))
@@ -119,7 +120,7 @@ def read_jsonl(path: str, root: Optional[str] = None) -> list[QARecord]:
 
 
 @register_source("jsonl")
-def load_jsonl(split: str, spec: Any, root: Optional[str]) -> list[QARecord]:
+def load_jsonl(split: str, spec: Any, root: str | None) -> list[QARecord]:
     """Load one split from the .jsonl file named by ``spec``."""
     if spec is None:
         raise DataError(f"jsonl source: split {split!r} has no file configured (expected a .jsonl path)")

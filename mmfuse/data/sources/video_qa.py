@@ -32,10 +32,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Any, Optional
+from typing import Any
 
 from mmfuse.data.schema import QARecord
-from mmfuse.data.sources.base import DataError, register_source, resolve_data_file, resolve_inside
+from mmfuse.data.sources.base import register_source, resolve_data_file, resolve_inside
+from mmfuse.errors import DataError
 
 MC_OPTIONS = ("a1", "a2", "a3", "a4", "a5")
 FRAMEQA_TYPES = {"0": "object", "1": "number", "2": "color", "3": "location"}
@@ -52,12 +53,13 @@ def _spec(spec: Any, split: str, source: str, file_key: str, keys: tuple[str, ..
     spec = dict(spec)
     unknown = sorted(set(spec) - set(keys))
     if unknown or file_key not in spec:
-        raise DataError(f"{source} source, split {split!r}: spec {spec} needs {file_key!r}; valid keys: {', '.join(keys)}"
+        raise DataError(f"{source} source, split {split!r}: spec {spec} needs {file_key!r}; "
+                        f"valid keys: {', '.join(keys)}"
                         + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
     return spec
 
 
-def _videos_dir(spec: dict[str, Any], root: Optional[str], ann: str) -> str:
+def _videos_dir(spec: dict[str, Any], root: str | None, ann: str) -> str:
     base = root if root is not None else os.path.dirname(ann)
     return os.path.join(base, spec["videos"]) if spec.get("videos") else base
 
@@ -84,7 +86,7 @@ def _mapping(path: str) -> dict[str, str]:
     return out
 
 
-def _load_json_qa(split: str, spec: Any, root: Optional[str], source: str, template: str) -> list[QARecord]:
+def _load_json_qa(split: str, spec: Any, root: str | None, source: str, template: str) -> list[QARecord]:
     s = _spec(spec, split, source, "annotations", ("annotations", "videos", "template", "mapping"))
     ann = resolve_data_file(s["annotations"], root, f"{source} source, split {split!r}")
     videos = _videos_dir(s, root, ann)
@@ -125,13 +127,13 @@ def _load_json_qa(split: str, spec: Any, root: Optional[str], source: str, templ
 
 
 @register_source("msrvtt_qa")
-def load_msrvtt_qa(split: str, spec: Any, root: Optional[str]) -> list[QARecord]:
+def load_msrvtt_qa(split: str, spec: Any, root: str | None) -> list[QARecord]:
     """MSRVTT-QA style JSON; videos ``video{video_id}.mp4`` by default (see the module docstring)."""
     return _load_json_qa(split, spec, root, "msrvtt_qa", "video{video_id}.mp4")
 
 
 @register_source("msvd_qa")
-def load_msvd_qa(split: str, spec: Any, root: Optional[str]) -> list[QARecord]:
+def load_msvd_qa(split: str, spec: Any, root: str | None) -> list[QARecord]:
     """MSVD-QA style JSON; ``video_id`` N maps to a clip through ``mapping`` (``{clip}.avi`` by default)."""
     return _load_json_qa(split, spec, root, "msvd_qa", "{clip}.avi")
 
@@ -160,7 +162,7 @@ def _tgif_answer(row: dict[str, str], fields: list[str], where: str) -> tuple[st
 
 
 @register_source("tgif_qa")
-def load_tgif_qa(split: str, spec: Any, root: Optional[str]) -> list[QARecord]:
+def load_tgif_qa(split: str, spec: Any, root: str | None) -> list[QARecord]:
     """TGIF-QA ``*_question.csv`` (tab-separated); videos ``{gif_name}.gif`` by default."""
     s = _spec(spec, split, "tgif_qa", "questions", ("questions", "videos", "template"))
     path = resolve_data_file(s["questions"], root, f"tgif_qa source, split {split!r}")

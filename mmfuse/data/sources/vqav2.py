@@ -24,10 +24,11 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 from mmfuse.data.schema import QARecord
-from mmfuse.data.sources.base import DataError, register_source, resolve_data_file
+from mmfuse.data.sources.base import register_source, resolve_data_file
+from mmfuse.errors import DataError
 
 SUBTYPE_TO_SUBSET: dict[str, str] = {
     "train2014": "train2014",
@@ -90,7 +91,7 @@ def _read_annotations(path: str) -> dict[int, dict]:
 
 
 @register_source("vqav2")
-def load_vqav2(split: str, spec: Any, root: Optional[str]) -> list[QARecord]:
+def load_vqav2(split: str, spec: Any, root: str | None) -> list[QARecord]:
     """Load one split of VQAv2 from the files named by ``spec``."""
     ctx = f"vqav2 source, split {split!r}"
     if not isinstance(spec, Mapping) or "questions" not in spec or "images" not in spec:

@@ -1,0 +1,100 @@
+"""The runner: what every entry point (``train``, ``evaluate``, cross-validation, sweeps, benchmarks) builds
+the same way: the run directory, the data module, the Lightning ``Trainer`` and a system from its
+checkpoint. It sits below the entry points, which import it and never each other."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from omegaconf import DictConfig
+from torch import nn
+
+from mmfuse.data.datamodule import VQADataModule
+from mmfuse.data.tokenizer import tokenizer_from_json
+from mmfuse.data.vocab import AnswerVocab
+from mmfuse.systems import SYSTEMS, BaseSystem
+
+__all__ = ["build_datamodule", "build_trainer", "load_system", "make_run_dir", "progress_bar",
+           "resumed_vocabularies"]
+
+
+def make_run_dir(cfg: DictConfig) -> Path:
+    """``cfg.run_dir`` or ``<output_dir>/<name>/<timestamp>`` (made unique)."""
+    if cfg.run_dir:
+        path = Path(cfg.run_dir)
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path(cfg.output_dir) / cfg.name / stamp
+        n = 1
+        while path.exists():
+            path, n = Path(cfg.output_dir) / cfg.name / f"{stamp}-{n}", n + 1
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build_datamodule(cfg: DictConfig, run_dir: Path | None = None, **kwargs: Any) -> VQADataModule:
+    """The data module of ``cfg.data``; call ``prepare()`` to get the vocabulary and tokenizer."""
+    return VQADataModule(cfg.data, img_size=None, text_pretrained=cfg.model.text.pretrained,
+                         tokenizer_vocab_size=cfg.model.text.tokenizer_vocab_size, run_dir=run_dir,
+                         seed=cfg.seed, answer_min_count=cfg.tasks.answer_generation.min_word_count, **kwargs)
+
+
+def progress_bar(cfg: DictConfig) -> list[L.Callback]:
+    """Lightning's TQDM progress bar, redrawn every ``trainer.progress_bar_refresh_rate`` steps."""
+    if not cfg.trainer.enable_progress_bar:
+        return []
+    return [TQDMProgressBar(refresh_rate=max(1, cfg.trainer.progress_bar_refresh_rate))]
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback], logger: bool = True) -> L.Trainer:
+    """A ``Trainer`` from ``cfg.trainer`` writing into ``run_dir`` (``logger=False``: no logger, as in evaluation)."""
+    t = cfg.trainer
+    if t.num_threads:
+        torch.set_num_threads(int(t.num_threads))
+    loggers: list[Any] = []
+    if logger and t.logger == "csv":
+        loggers.append(CSVLogger(str(run_dir), name="", version="logs"))
+    elif logger and t.logger == "tensorboard":
+        loggers.append(TensorBoardLogger(str(run_dir), name="", version="tensorboard"))
+    return L.Trainer(
+        max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+        strategy=t.strategy, precision=t.precision, log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches, limit_test_batches=t.limit_test_batches,
+        enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic,
+        # manual optimisation (RL) clips inside its own step; Lightning refuses gradient_clip_val there
+        gradient_clip_val=None if cfg.stage == "rl" else cfg.optim.grad_clip or None, default_root_dir=str(run_dir),
+        logger=loggers or False, callbacks=[*callbacks, *progress_bar(cfg)],
+    )
+
+
+def _read_checkpoint(path: str) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+
+
+def resumed_vocabularies(resume: str | None) -> dict[str, Any]:
+    """The tokenizer and vocabularies a resumed run keeps from its checkpoint: training a WordPiece tokenizer
+    again may number tied tokens differently, which would scramble the trained embeddings. ``{}`` for None."""
+    if not resume:
+        return {}
+    ckpt = _read_checkpoint(resume)
+    hp = ckpt["hyper_parameters"]
+    if ckpt.get("mmfuse_tokenizer") is None:
+        raise ValueError(f"{resume}: checkpoint holds no tokenizer (not written by mmfuse.train?)")
+    return {"vocab": AnswerVocab(hp["answers"]), "tokenizer": tokenizer_from_json(ckpt["mmfuse_tokenizer"]),
+            "answer_words": hp.get("answer_words")}
+
+
+def load_system(checkpoint: str, fusion: nn.Module | None = None) -> BaseSystem:
+    """A trained system from its checkpoint alone (config, vocabulary and tokenizer inside): the class of
+    the checkpoint's ``stage`` (``SupervisedSystem`` or ``RLSystem``); both are evaluated the same way."""
+    kwargs = {"fusion": fusion} if fusion is not None else {}
+    hp = _read_checkpoint(checkpoint).get("hyper_parameters", {})
+    cls = SYSTEMS[(hp.get("cfg") or {}).get("stage") or "supervised"]
+    return cls.load_from_checkpoint(checkpoint, map_location="cpu", **kwargs)

@@ -1,0 +1,121 @@
+"""``train(cfg)``: the supervised or RL training run that ``tools/train.py``, sweeps and tests call."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from omegaconf import DictConfig
+from torch import nn
+
+from mmfuse.callbacks import SpeedMonitor
+from mmfuse.config import save_config, to_container
+from mmfuse.data.schema import QARecord
+from mmfuse.data.tokenizer import tokenizer_to_json
+from mmfuse.evaluation.outputs import finish_datasets, training_targets
+from mmfuse.rl.rewards import RewardFn
+from mmfuse.runner import build_datamodule, build_trainer, make_run_dir, resumed_vocabularies
+from mmfuse.systems import BaseSystem, RLSystem, SupervisedSystem
+from mmfuse.systems.rl import rl_config
+from mmfuse.utils import write_json
+
+log = logging.getLogger(__name__)
+__all__ = ["train"]
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def train(cfg: DictConfig, fusion: nn.Module | None = None,
+          records: dict[str, list[QARecord]] | None = None, reward: RewardFn | None = None) -> dict[str, Any]:
+    """Train on ``cfg``, test the best checkpoint, write ``metrics.json``; returns its content.
+
+    ``stage: supervised`` trains the active tasks; ``stage: rl`` fine-tunes the answer generator of
+    ``rl.init_from`` with PPO (its model, tasks, tokenizer and vocabularies are reused).
+
+    Args:
+        cfg: a config from :func:`mmfuse.load_config`.
+        fusion: optional built fusion module replacing ``model.fusion.name`` (research code).
+        records: optional ``{"train", "val", "test"}`` question lists used instead of loading
+            ``cfg.data``'s splits (cross-validation folds).
+        reward: RL only: a callable ``(texts, batch) -> Tensor[B]`` replacing ``rl.reward``.
+    """
+    start = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True)
+    rl = cfg.stage == "rl"
+    init: dict[str, Any] | None = None
+    if rl:
+        cfg, init = rl_config(cfg)
+    run_dir = make_run_dir(cfg)
+    save_config(cfg, run_dir / "config.yaml")
+    dm = build_datamodule(cfg, run_dir, **resumed_vocabularies(cfg.resume or (cfg.rl.init_from if rl else None)))
+    dm.records.update(records or {})
+    dm.prepare()
+    for split in ("train", "val", "test"):
+        dm.split_records(split)
+    dm.check_media(bool(cfg.model.video.enabled))
+    tok = dm.tokenizer
+    args = (to_container(cfg), dm.vocab.answers)
+    kwargs: dict[str, Any] = {"text_vocab_size": len(tok), "pad_token_id": int(tok.pad_token_id or 0),
+                                  "answer_types": dm.types("answer_type"), "question_types": dm.types("question_type"),
+                                  "fusion": fusion, "answer_words": dm.answer_words}
+    system: BaseSystem
+    if init is not None:
+        system = RLSystem(*args, **kwargs, reward=reward)
+        if not cfg.resume:
+            system.load_supervised(init["state_dict"])
+    else:
+        system = SupervisedSystem(*args, **kwargs)
+    system.tokenizer_json = tokenizer_to_json(tok)
+    dm.img_size = system.model.image_size
+    ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor=cfg.checkpoint.monitor,
+                           mode=cfg.checkpoint.mode, filename="best-{epoch:02d}-{step}", auto_insert_metric_name=False)
+    speed = SpeedMonitor()
+    callbacks: list[L.Callback] = [ckpt, speed]
+    if cfg.checkpoint.save_last:
+        # Lightning 2.6's save_last writes last.ckpt only when a best checkpoint is written at the same
+        # step, so it stops at the best epoch; a monitor-less callback rewrites it every epoch instead.
+        callbacks.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="last", monitor=None,
+                                         save_top_k=1, enable_version_counter=False))
+    if cfg.trainer.logger != "none":
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    trainer = build_trainer(cfg, run_dir, callbacks)
+    trainer.fit(system, datamodule=dm, ckpt_path=cfg.resume)
+    fit_s = time.perf_counter() - start
+    best = ckpt.best_model_path or None
+    test = trainer.test(system, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
+    evaluation = finish_datasets(run_dir / "eval_test", dm, system.predictions, cfg, "test", best)
+    if len(system.active) > 1:
+        from mmfuse.viz.multitask import write_multitask_plot
+
+        write_multitask_plot(run_dir)
+    result = {
+        "run_dir": str(run_dir),
+        "best_checkpoint": best,
+        "best_val": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
+        "test": _floats(test),
+        "test_accuracy": evaluation["accuracy"],
+        "test_tasks": {t: float(test[f"test/{t}/acc"]) for t in system.active if f"test/{t}/acc" in test},
+        "test_leakage": evaluation["leakage"],
+        "config_hash": evaluation["config_hash"],
+        "num_questions": {s: len(dm.records.get(s, [])) for s in ("train", "val", "test")},
+        "skipped_bad_records": dict(dm.skipped),
+        "padded_short_videos": dict(dm.padded_videos),
+        "train_samples_per_s": speed.samples_per_s,
+        "fit_seconds": fit_s,
+        "wall_seconds": time.perf_counter() - start,
+        "training_targets": training_targets(cfg),
+        "answer_vocabulary_size": len(dm.vocab),
+    }
+    if rl:
+        result["rl"] = {"init_from": str(cfg.rl.init_from), "temperature": float(cfg.rl.temperature),
+                        "test_sampled_accuracy": test.get("test/sampled/acc"),
+                        "test_kl_to_reference": test.get("test/kl")}
+    write_json(run_dir / "metrics.json", result)
+    if dm.skipped:
+        log.warning("skipped %d question(s) with unreadable images: %s", sum(dm.skipped.values()), dm.skipped)
+    return result
