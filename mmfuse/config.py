@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -105,7 +105,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
         includes = [includes]
     merged = OmegaConf.create({})
     for inc in includes:
-        merged = OmegaConf.merge(merged, _read_yaml(path.parent / str(inc), (*seen, path)))
+        merged = cast(DictConfig, OmegaConf.merge(merged, _read_yaml(path.parent / str(inc), (*seen, path))))
     return OmegaConf.merge(merged, cfg)  # type: ignore[return-value]
 
 
@@ -133,7 +133,7 @@ def _compatible(default: Any, value: Any) -> bool:
 
 
 def _validate(node: DictConfig, schema: DictConfig, prefix: str = "") -> None:
-    for key in node:
+    for key in cast(Iterable[str], node):  # config keys are names
         path = f"{prefix}{key}"
         if key not in schema:
             if path in MOVED:
@@ -146,6 +146,7 @@ def _validate(node: DictConfig, schema: DictConfig, prefix: str = "") -> None:
         if path in OPEN_NODES or path in ANY_TYPE:
             continue
         child = node._get_node(key)
+        assert child is not None  # key is one of node's own
         default = schema[key]
         value = child if isinstance(child, (DictConfig, ListConfig)) else child._value()
         if isinstance(value, str) and "${" in value:

@@ -5,6 +5,9 @@ Imported by :mod:`mmfuse.config`, never the reverse; the valid values come from 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 from omegaconf import DictConfig
 
 from mmfuse.errors import ConfigError
@@ -75,7 +78,7 @@ def check_tasks(cfg: DictConfig) -> None:
         where = f"data.mixture[{i}]"
         if not isinstance(entry, DictConfig):
             raise ConfigError(f"config key {where!r} must be a mapping with keys {', '.join(MIXTURE_KEYS)}")
-        for k in entry:
+        for k in cast(Iterable[str], entry):  # config keys are names
             if k not in MIXTURE_KEYS:
                 raise ConfigError(f"config key '{where}.{k}' is unknown; valid keys: {', '.join(MIXTURE_KEYS)}")
         for k in ("name", "source"):

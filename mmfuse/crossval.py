@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -67,7 +67,7 @@ def cross_validate(cfg: DictConfig, k: int, fusion: nn.Module | None = None) -> 
             raise ValueError(f"fold {i}: carving data.val_fraction={d.val_fraction} of the other folds' images "
                              f"left {len(tr)} training and {len(va)} validation questions; change "
                              f"data.val_fraction, give data.val, or use fewer folds")
-        fold_cfg = OmegaConf.merge(cfg, {"run_dir": str(base / f"fold_{i}"), "resume": None})
+        fold_cfg = cast(DictConfig, OmegaConf.merge(cfg, {"run_dir": str(base / f"fold_{i}"), "resume": None}))
         results.append(train(fold_cfg, fusion, records={"train": tr, "val": va, "test": folds[i]}))
     accs = [r["test_accuracy"] for r in results]
     types = sorted({t for a in accs for t in a.get("perAnswerType", {})})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -127,7 +128,9 @@ def attention_weights(module: nn.Module) -> Iterator[nn.Module]:
         with attention_weights(model):
             fused = model(batch)["fusion"]  # fused.attention: [B, heads, N_text, N_vision]
     """
-    saved = [(m, m.need_weights) for m in module.modules() if isinstance(getattr(m, "need_weights", None), bool)]
+    # (module, its bool setting); Any: nn.Module types an attribute it does not declare as Tensor | Module
+    saved: list[tuple[Any, Any]] = [(m, m.need_weights) for m in module.modules()
+                                    if isinstance(getattr(m, "need_weights", None), bool)]
     try:
         for m, _ in saved:
             m.need_weights = True

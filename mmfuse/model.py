@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -39,12 +39,15 @@ class FusionModel(nn.Module):
     a decoding strategy). :meth:`fuse` re-pairs the encoded questions with other image rows (ITM negatives).
     """
 
+    mean: Tensor  # buffer [3]: the image encoder's normalisation
+    std: Tensor  # buffer [3]
+
     def __init__(self, text: nn.Module, image: nn.Module, fusion: nn.Module, heads: Mapping[str, nn.Module]) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict({"text": text, "image": image})
         self.fusion = fusion
         self.heads = nn.ModuleDict(dict(heads))
-        dc = image.data_config
+        dc = cast(dict[str, Any], image.data_config)  # the vision encoder's preprocessing (a property)
         self.image_size: tuple[int, int] = dc["img_size"]
         self.register_buffer("mean", torch.tensor(dc["mean"]), persistent=False)
         self.register_buffer("std", torch.tensor(dc["std"]), persistent=False)
@@ -115,6 +118,7 @@ def build_model(model_cfg: Mapping[str, Any], num_answers: int | None = None, te
     t, i, f = model_cfg["text"], model_cfg["image"], model_cfg["fusion"]
     text = TextEncoder(pretrained=t["pretrained"], config=dict(t["config"]), vocab_size=text_vocab_size,
                        pad_token_id=pad_token_id, freeze=t["freeze"])
+    image: VisionEncoder | VideoEncoder  # the ViT, wrapped for clips below when video is enabled
     image = VisionEncoder(name=i["name"], pretrained=i["pretrained"], checkpoint_path=i["checkpoint_path"],
                           img_size=i["img_size"], patch_size=i["patch_size"], embed_dim=i["embed_dim"],
                           depth=i["depth"], num_heads=i["num_heads"], stem=i["stem"], freeze=i["freeze"],

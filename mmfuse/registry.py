@@ -50,7 +50,7 @@ class Registry(Generic[T]):
         return name in self._items
 
 
-def constructor_options(cls: type, exclude: Iterable[str] = ()) -> dict[str, Any]:
+def constructor_options(cls: type[Any], exclude: Iterable[str] = ()) -> dict[str, Any]:
     """The keyword options of ``cls(...)`` and their defaults, from its signature (minus ``self``, ``exclude``
     and ``*args``/``**kwargs``): what a config may set for a registered part."""
     skip = {"self", *exclude}

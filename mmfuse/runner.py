@@ -94,7 +94,7 @@ def resumed_vocabularies(resume: str | None) -> dict[str, Any]:
 def load_system(checkpoint: str, fusion: nn.Module | None = None) -> BaseSystem:
     """A trained system from its checkpoint alone (config, vocabulary and tokenizer inside): the class of
     the checkpoint's ``stage`` (``SupervisedSystem`` or ``RLSystem``); both are evaluated the same way."""
-    kwargs = {"fusion": fusion} if fusion is not None else {}
+    kwargs: dict[str, Any] = {"fusion": fusion} if fusion is not None else {}
     hp = _read_checkpoint(checkpoint).get("hyper_parameters", {})
     cls = SYSTEMS[(hp.get("cfg") or {}).get("stage") or "supervised"]
     return cls.load_from_checkpoint(checkpoint, map_location="cpu", **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 __all__ = ["train"]
 
 
-def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
 
@@ -55,6 +56,7 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
     dm = build_datamodule(cfg, run_dir, **resumed_vocabularies(cfg.resume or (cfg.rl.init_from if rl else None)))
     dm.records.update(records or {})
     dm.prepare()
+    assert dm.vocab is not None  # prepare() built it
     for split in ("train", "val", "test"):
         dm.split_records(split)
     dm.check_media(bool(cfg.model.video.enabled))

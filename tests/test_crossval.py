@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from mmfuse.config import ConfigError, load_config
-from mmfuse.crossval import cross_validate, kfold
+from mmfuse.crossval import cross_validate, fold_of, kfold
 from mmfuse.data.schema import QARecord
+from mmfuse.data.splits import carve_validation, split_hash
 from tests.conftest import REPO, TINY, jsonl_overrides
 
 sys.path.insert(0, str(REPO / "tools"))
@@ -24,6 +25,16 @@ def test_kfold_is_by_image_and_a_partition() -> None:
     assert all(not (images[i] & images[j]) for i in range(4) for j in range(i + 1, 4))
     assert all(15 <= len(f) // 3 <= 35 for f in folds)  # ~25 images each
     assert kfold(list(reversed(recs)), 4)[0] == list(reversed(folds[0]))  # independent of order
+
+
+def test_folds_and_validation_share_one_split_key() -> None:
+    """sha1's first 8 bytes, big-endian: the fold is that mod k, validation is that / 2**64 < fraction."""
+    assert split_hash("img0.png") == int("8ac565a8c5cb1d9c", 16)  # hashlib.sha1(b"img0.png").hexdigest()[:16]
+    keys = [f"img{i}.png" for i in range(50)]
+    assert [fold_of(k, 7) for k in keys] == [split_hash(k) % 7 for k in keys]
+    recs = [QARecord(i, k, "q") for i, k in enumerate(keys)]
+    _, val = carve_validation(recs, 0.3)
+    assert [r.image for r in val] == [k for k in keys if split_hash(k) / 2**64 < 0.3]
 
 
 def test_cross_validation_end_to_end(jsonl_data: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -7,7 +7,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from mmfuse.config import load_config, to_container
-from mmfuse.systems import SupervisedSystem
+from mmfuse.systems import SYSTEMS, BaseSystem, RLSystem, SupervisedSystem
 from mmfuse.systems.supervised import warmup_cosine
 from tests.conftest import TINY
 
@@ -47,3 +47,15 @@ def test_hparams_are_plain_data() -> None:
     out = system({"text": text,
                   "image": torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)})
     assert out["vqa"].shape == (2, 2)
+
+
+def test_stages_are_siblings_on_one_base() -> None:
+    """RLSystem is not a SupervisedSystem: neither builds (nor silences) the other's training machinery."""
+    assert {"supervised": SupervisedSystem, "rl": RLSystem} == SYSTEMS
+    assert issubclass(SupervisedSystem, BaseSystem) and issubclass(RLSystem, BaseSystem)
+    assert not issubclass(RLSystem, SupervisedSystem) and not issubclass(SupervisedSystem, RLSystem)
+    for hook in ("on_after_backward", "on_train_epoch_end", "total_loss"):
+        assert hook not in vars(RLSystem), hook  # nothing of the supervised step to switch off
+    cfg = to_container(load_config(TINY))
+    system = SupervisedSystem(cfg, ["yes", "no"], answer_types=["yes/no"])
+    assert {"weighting", "regularization"} <= {n for n, _ in system.named_children()}

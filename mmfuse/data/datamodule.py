@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -47,13 +47,15 @@ class VQADataModule(L.LightningDataModule):
         answer_min_count: answer words seen fewer times become [UNK] (``tasks.answer_generation.min_word_count``).
     """
 
+    img_size: tuple[int, int] | None  # (H, W); set before building tensors
+
     def __init__(self, data: DictConfig, img_size: tuple[int, int] | None = None, text_pretrained: str | None = None,
                  tokenizer_vocab_size: int = 1000, run_dir: Path | None = None, seed: int = 0,
                  vocab: AnswerVocab | None = None, tokenizer: Any = None, answer_min_count: int = 1,
                  answer_words: list[str] | None = None) -> None:
         super().__init__()
         self.cfg, self.seed = data, seed
-        self.img_size = tuple(img_size) if img_size is not None else None  # set before building tensors
+        self.img_size = cast(tuple[int, int], tuple(img_size)) if img_size is not None else None
         self.text_pretrained, self.tokenizer_vocab_size = text_pretrained, tokenizer_vocab_size
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.answer_min_count = answer_min_count
@@ -172,6 +174,7 @@ class VQADataModule(L.LightningDataModule):
 
     def _images(self, records: list[QARecord]) -> dict[str, Any]:
         """Decode each image once: cached as one ``[I,3,H,W]`` tensor, or a loader per batch."""
+        assert self.img_size is not None  # _build_one checked it
         images, bad = load_images(records, skip_bad=bool(self.cfg.skip_bad_records))
         keys = sorted(images)
         if self.cfg.cache_images:
@@ -182,6 +185,7 @@ class VQADataModule(L.LightningDataModule):
 
     def _videos(self, records: list[QARecord], split: str, key: str) -> dict[str, Any]:
         """A :class:`VideoStore`: random-segment clips for training, uniform ones for evaluation."""
+        assert self.img_size is not None  # _build_one checked it
         v = self.cfg.video
         mode = v.train_sampling if split == "train" else "uniform"
         store, keys, bad = VideoStore.build(records, int(v.num_frames), v.frame_stride, mode, self.img_size,
@@ -212,7 +216,7 @@ class VQADataModule(L.LightningDataModule):
         ds, c, train = self.datasets[split], self.cfg, split == "train"
         if isinstance(ds, MixtureDataset):
             # one dataset per batch: training picks it by data.sampling, evaluation goes dataset by dataset
-            subs = [self._grouped(sub, train) for sub in ds.datasets]
+            subs = [self._grouped(cast(QABatchDataset, sub), train) for sub in ds.datasets]  # built by _build
             sampler: Any = MixtureBatchSampler(subs, ds.offsets, strategy=c.sampling if train else "sequential",
                                                temperature=c.sampling_temperature, seed=self.seed)
         else:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence, Sized
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -99,7 +99,7 @@ class MixtureBatchSampler(Sampler[list[int]]):
         if strategy in ("proportional", "temperature"):
             # Validate (and fix) the probabilities now so a bad config fails at build time.
             self.probabilities = mixture_probabilities(
-                list(sizes) if sizes is not None else [len(s) for s in self.samplers],  # type: ignore[arg-type]
+                list(sizes) if sizes is not None else [len(cast(Sized, s)) for s in self.samplers],
                 strategy, temperature)
         self.epoch = 0
         self.last_counts: list[int] = [0] * len(self.samplers)
@@ -114,7 +114,7 @@ class MixtureBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         if self.num_batches is not None:
             return self.num_batches
-        return sum(len(s) for s in self.samplers)  # type: ignore[arg-type]
+        return sum(len(cast(Sized, s)) for s in self.samplers)  # batch samplers have a length
 
     def _choices(self, epoch: int, steps: int) -> list[int]:
         """Dataset of every step of the epoch."""
@@ -145,6 +145,7 @@ class MixtureBatchSampler(Sampler[list[int]]):
         k, steps = len(self.samplers), len(self)
         stride = max(1, steps)
         counts = [0] * k
+        batch: list[int] | None  # a sub-sampler's batch; None once an iterator is exhausted
         if self.strategy == SEQUENTIAL:
             for i in range(k):
                 for batch in self._start_pass(i, epoch, 0, stride):
@@ -160,7 +161,7 @@ class MixtureBatchSampler(Sampler[list[int]]):
                 if iters[i] is None:
                     iters[i] = self._start_pass(i, epoch, passes[i], stride)
                     passes[i] += 1
-                batch = next(iters[i], None)  # type: ignore[arg-type]
+                batch = next(cast(Iterator[list[int]], iters[i]), None)  # started just above
                 if batch is not None:
                     break
                 iters[i] = None
@@ -184,7 +185,7 @@ class MixtureDataset(Dataset):
             raise ValueError("MixtureDataset needs at least one dataset")
         self.names: list[str] = list(datasets)
         self.datasets: list[Dataset] = [datasets[n] for n in self.names]
-        self.lengths = [len(d) for d in self.datasets]  # type: ignore[arg-type]
+        self.lengths = [len(cast(Sized, d)) for d in self.datasets]  # list-indexed datasets have a length
         self.offsets: list[int] = []
         total = 0
         for n in self.lengths:

@@ -51,7 +51,8 @@ def carve_validation(records: list[QARecord], fraction: float) -> tuple[list[QAR
     """Deterministic split of ``records`` into (train, val) *by image*: an image goes to
     validation iff ``split_hash(image_key) / 2**64 < fraction`` — independent of seed, order and machine,
     and no image is shared between the two."""
-    train, val = [], []
+    train: list[QARecord] = []
+    val: list[QARecord] = []
     for r in records:
         (val if split_hash(r.image_key) / 2**64 < fraction else train).append(r)
     return train, val

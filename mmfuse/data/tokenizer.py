@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -48,7 +48,7 @@ def build_tokenizer(
     train_questions: Iterable[str] | None = None,
     vocab_size: int = 1000,
     save_dir: Path | None = None,
-) -> PreTrainedTokenizerFast:
+) -> PreTrainedTokenizerBase:
     """The pretrained text model's tokenizer, or a WordPiece one trained on ``train_questions``.
 
     A trained tokenizer is saved to ``save_dir`` (``tokenizer.json`` and friends) when given.

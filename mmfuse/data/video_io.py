@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -183,7 +183,7 @@ def _as_data_error(where: str) -> Iterator[None]:
 
 def _stack(frames: Sequence[Tensor], size: tuple[int, int] | None) -> Tensor:
     """Resize frames of any sizes to ``size`` (or the first frame's) and stack: ``[K, 3, H, W]``."""
-    target = tuple(size) if size is not None else tuple(frames[0].shape[-2:])
+    target = cast(tuple[int, int], tuple(size) if size is not None else tuple(frames[0].shape[-2:]))  # (H, W)
     return torch.stack([resize_uint8(f, target) for f in frames])
 
 

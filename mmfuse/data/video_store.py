@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -48,7 +49,8 @@ class VideoStore:
                  num_frames: int, stride: int | None, mode: str, size: tuple[int, int],
                  frames: list[Tensor] | None = None, clips: Tensor | None = None) -> None:
         self.paths, self.question_ids, self.lengths = list(paths), list(question_ids), list(lengths)
-        self.num_frames, self.stride, self.mode, self.size = int(num_frames), stride, mode, tuple(size)
+        self.num_frames, self.stride, self.mode, self.size = (int(num_frames), stride, mode,
+                                                              cast(tuple[int, int], tuple(size)))
         self.frames, self.cached_clips = frames, clips
         self.num_padded = sum(n < self.num_frames for n in self.lengths)
 

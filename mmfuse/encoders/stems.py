@@ -43,7 +43,7 @@ class ConvStemEmbed(PatchEmbed):
                            nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
                 c = w
         layers.append(nn.Conv2d(c, dim, 1))
-        self.proj = nn.Sequential(*layers)
+        self.proj = nn.Sequential(*layers)  # type: ignore[assignment]  # timm types proj as the Conv2d it builds
 
 
 class DeepConvStemEmbed(ConvStemEmbed):

@@ -3,7 +3,7 @@ by name (the registry lives in :mod:`mmfuse.encoders.temporal` and is re-exporte
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,17 @@ __all__ = [
     "TEMPORAL_POOLINGS", "VIDEO_OUTPUTS", "TemporalOutput", "VideoEncoder", "build_temporal_pooling",
     "list_temporal_poolings", "register_temporal_pooling", "temporal_pooling_hparams",
 ]
+
+
+class FrameEncoder(Protocol):
+    """What :class:`VideoEncoder` needs of its frame encoder (an ``nn.Module``, normally the ViT encoder)."""
+
+    out_dim: int
+
+    @property
+    def data_config(self) -> dict[str, Any]: ...
+
+    def __call__(self, images: Tensor) -> EncoderOutput: ...
 
 
 class VideoEncoder(nn.Module):
@@ -49,7 +60,7 @@ class VideoEncoder(nn.Module):
 
     is_video = True
 
-    def __init__(self, frame_encoder: nn.Module, num_frames: int, pooling: str = "mean", output: str = "frames",
+    def __init__(self, frame_encoder: FrameEncoder, num_frames: int, pooling: str = "mean", output: str = "frames",
                  **pooling_hparams: Any) -> None:
         super().__init__()
         if output not in VIDEO_OUTPUTS:
@@ -87,6 +98,7 @@ class VideoEncoder(nn.Module):
             return EncoderOutput(out.tokens, mask, out.pooled)
         rows = flat.nonzero().squeeze(1)  # [F] positions of the real frames in B*T
         patches = real.tokens.new_zeros(B * T, N, D).index_copy(0, rows, real.tokens)  # [B*T, N, D]
+        assert self.time is not None  # built for output="patches"
         patches = patches.view(B, T, N, D) + self.time[:T, None, :]  # [B, T, N, D]
         pmask = real.mask.new_zeros(B * T, N).index_copy(0, rows, real.mask).view(B, T, N)  # [B, T, N]
         tokens = patches.masked_fill(~pmask[..., None], 0.0).reshape(B, T * N, D)  # [B, T*N, D]

@@ -33,6 +33,8 @@ class VisionEncoder(nn.Module):
         has one, else the mean patch token).
     """
 
+    vit: Any  # the timm model: its class (and so its attributes) depends on ``name``
+
     def __init__(
         self,
         name: str = "vit_tiny_patch16_224",
@@ -75,7 +77,7 @@ class VisionEncoder(nn.Module):
     @property
     def grid_size(self) -> tuple[int, int]:
         """Patch grid ``(rows, cols)``: used to draw attention maps over the image."""
-        return tuple(self.vit.patch_embed.grid_size)  # type: ignore[return-value]
+        return tuple(self.vit.patch_embed.grid_size)
 
     def forward(self, images: Tensor) -> EncoderOutput:
         x = self.vit.forward_features(images)  # [B, P+N, D]

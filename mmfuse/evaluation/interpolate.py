@@ -15,7 +15,7 @@ import math
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from matplotlib.figure import Figure
@@ -68,7 +68,7 @@ def _token_difference(tok_a: str | None, tok_b: str | None, names: tuple[str, st
     """The first token whose id differs, in A's id order (= embedding row order)."""
     na, nb = names
     try:
-        va, vb = (json.loads(t)["model"]["vocab"] for t in (tok_a, tok_b))
+        va, vb = (json.loads(cast(str, t))["model"]["vocab"] for t in (tok_a, tok_b))  # None: TypeError below
     except (ValueError, KeyError, TypeError):  # no tokenizer in one of them, or not a WordPiece one
         return "the tokenizer definitions differ"
     for token, i in sorted(va.items(), key=lambda kv: kv[1]):

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
@@ -124,7 +124,7 @@ def run_config(paths: Sequence[str | Path], overrides: Sequence[str], spec: RunS
     active = f"tasks.active=[{','.join(tasks)}]"
     base = load_config(list(paths), [*rest, active])
     given = OmegaConf.from_dotlist([o for o, opt in zip(overrides, is_opt) if opt]).get("loss", {}).get("options", {})
-    options = to_container(OmegaConf.merge(base.loss.options, given))
+    options = to_container(cast(DictConfig, OmegaConf.merge(base.loss.options, given)))
     valid = weighting_options(spec.weighting)
     options = {k: v for k, v in options.items() if k in valid}
     return load_config(list(paths), [*rest, active, *spec.overrides, f"run_dir={run_dir}",
@@ -155,7 +155,7 @@ def sweep(paths: Sequence[str | Path], overrides: Sequence[str], tasks: Sequence
     specs = plan_runs(task_a, task_b, weights, strategies)
     cfgs = [run_config(paths, overrides, spec, tasks, Path(output) / spec.name) for spec in specs]
     title = f"{task_a} vs {task_b} — {cfgs[0].name} ({', '.join(Path(p).name for p in paths)})"
-    rows = []
+    rows: list[dict[str, Any]] = []
     for spec, cfg in zip(specs, cfgs):
         run_dir = Path(output) / spec.name
         result = None if force else _finished(run_dir, cfg, spec.name)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from lightning.fabric.utilities.data import AttributeDict
 from omegaconf import DictConfig
 from torch import nn
 
@@ -41,7 +42,7 @@ def evaluate(cfg: DictConfig, fusion: nn.Module | None = None, report: bool | No
     split = cfg.eval.split
     dm.split_records(split)
     dm.check_media(system.model.is_video)
-    hp = system.hparams
+    hp = cast(AttributeDict, system.hparams)  # save_hyperparameters() stored them
     system.set_answer_types(sorted(set(hp.answer_types) | set(dm.types("answer_type"))),
                             sorted(set(hp.get("question_types", ())) | set(dm.types("question_type"))))
     if cfg.eval.task is not None:

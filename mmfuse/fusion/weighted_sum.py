@@ -32,6 +32,9 @@ class WeightedSumFusion(nn.Module):
         output.pooled: ``[B, dim]``; ``tokens``, ``mask`` and ``attention`` are None.
     """
 
+    logits: nn.Parameter | None  # [M] when the weights are learned
+    fixed_weights: Tensor  # buffer [M], registered only when the weights are fixed
+
     def __init__(
         self,
         in_dims: dict[str, int],

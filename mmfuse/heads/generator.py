@@ -76,6 +76,8 @@ class AnswerGenerator(nn.Module):
         ``generate(fused)`` -> :class:`Generation` with ``T <= max_new_tokens``.
     """
 
+    banned: Tensor  # buffer [V] bool: the ids that are never actions (PAD, BOS)
+
     def __init__(self, dim: int, vocab_size: int, num_layers: int = 2, num_heads: int = 4,
                  ffn_dim: int | None = None, dropout: float = 0.1, max_length: int = 8,
                  pad_id: int = 0, bos_id: int = 1, eos_id: int = 2) -> None:

@@ -36,7 +36,7 @@ def _py2_lower(text: str) -> str:
 
 def _py2_sum(values: Sequence[float]) -> float:
     """Python 2 ``sum()`` of floats: plain left-to-right double additions, starting from 0."""
-    total = 0
+    total: float = 0
     for v in values:
         total = total + v
     return total

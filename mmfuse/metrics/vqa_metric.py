@@ -46,6 +46,8 @@ class VQAAccuracy(Metric):
     higher_is_better = True
     full_state_update = False
     scores_for = staticmethod(batch_vqa_accuracy)
+    score_sum: Tensor  # state [], float64
+    count: Tensor  # state [], int64
 
     def __init__(self, answer_types: Sequence[str] = (), question_types: Sequence[str] = (), **kwargs: Any):
         super().__init__(**kwargs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -125,6 +125,9 @@ class DWAWeighting(LossWeighting):
     over the remaining tasks only. The history lives in buffers, so it survives ``state_dict``.
     """
 
+    history: Tensor  # buffer [2, K]: mean losses of epochs t-2, t-1
+    epochs_seen: Tensor  # buffer [], long
+
     def __init__(self, tasks: Sequence[str], weights: Weights | None = None, temperature: float = 2.0) -> None:
         super().__init__(tasks, weights)
         if temperature <= 0:
@@ -167,6 +170,8 @@ class GradNormWeighting(LossWeighting):
     """
 
     grads = "last"
+    task_weights: Tensor  # buffer [K]
+    initial_losses: Tensor  # buffer [K]
 
     def __init__(
         self, tasks: Sequence[str], weights: Weights | None = None, alpha: float = 1.5, lr: float = 0.025
@@ -230,14 +235,15 @@ class PCGradWeighting(LossWeighting):
         used = [p for p, r in enumerate(ref) if r is not None]
         if not used:
             return [None] * len(ref)
+        # the casts: ref[p] is a tensor for every p in used, so every entry of parts is one too
         flats = []  # K x [N]: weighted task gradient over the used parameters
         for t in present:
-            parts = [grads[t][p] if grads[t][p] is not None else torch.zeros_like(ref[p]) for p in used]
-            flats.append(self.static[t] * torch.cat([g.reshape(-1) for g in parts]))
+            parts = [grads[t][p] if grads[t][p] is not None else torch.zeros_like(cast(Tensor, ref[p])) for p in used]
+            flats.append(self.static[t] * torch.cat([cast(Tensor, g).reshape(-1) for g in parts]))
         total = torch.stack(pcgrad_project(flats, generator=self.generator)).sum(0)  # [N]
         out: list[Tensor | None] = [None] * len(ref)
-        for p, c in zip(used, total.split([ref[p].numel() for p in used])):
-            out[p] = c.view_as(ref[p]).to(ref[p].dtype)
+        for p, c in zip(used, total.split([cast(Tensor, ref[p]).numel() for p in used])):
+            out[p] = c.view_as(ref[p]).to(cast(Tensor, ref[p]).dtype)
         return out
 
 

@@ -8,8 +8,8 @@ hidden states the policy does. The answer's sequence score goes on its last vali
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,8 @@ class Rollout(NamedTuple):
 
 def select_rows(fused: FusionOutput, rows: Tensor) -> FusionOutput:
     """The rows ``rows [b]`` of every tensor of ``fused``."""
-    return type(fused)(*(None if x is None else x[rows] for x in fused))
+    # cast: field by field, a tensor stays a tensor and None stays None (pooled is never None)
+    return type(fused)(*cast(Iterator[Any], (None if x is None else x[rows] for x in fused)))
 
 
 def evaluate_actions(generator: AnswerGenerator, value_head: nn.Module, fused: FusionOutput, tokens: Tensor,

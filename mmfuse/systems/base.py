@@ -7,11 +7,12 @@ on this base: each adds only its own training (loss weighting and regularisers; 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
 from torch import Tensor, nn
+from torchmetrics import Metric
 
 from mmfuse.config import complete_config
 from mmfuse.model import FusionModel, build_model
@@ -124,20 +125,20 @@ class BaseSystem(L.LightningModule):
                 fields = [[x[i] for i in rows] for x in (result.predictions, batch["answers"], batch["answer_type"],
                                                          batch["question_type"])]
                 for k in keys:
-                    self.metrics[k].update(*fields)
+                    cast(Metric, self.metrics[k]).update(*fields)
             if stage == "test" and name == self.prediction_task:
                 extra = {"dataset": dataset} if len(self.datasets) > 1 else {}
                 self.predictions.extend({"question_id": q, "answer": a, **extra}
                                         for q, a in zip(batch["question_id"], result.predictions))
         elif result.correct is not None and result.correct.numel():
             for k in keys:
-                self.metrics[k].update(result.correct)
+                cast(Metric, self.metrics[k]).update(result.correct)
 
     def _epoch_end(self, stage: str) -> None:
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
         for name in self.active:
             for dataset in self._dataset_slots():
-                metric = self.metrics[self._key(stage, name, dataset)]
+                metric = cast(Metric, self.metrics[self._key(stage, name, dataset)])
                 if not metric.update_called and not dist:
                     continue
                 value = metric.compute()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 
 
@@ -19,7 +20,7 @@ def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float = 0.0) ->
 
 
 def build_optimizer(model: nn.Module, o: dict[str, Any], total_steps: int,
-                    extra: Iterable[nn.Parameter] = ()) -> dict[str, Any]:
+                    extra: Iterable[nn.Parameter] = ()) -> OptimizerLRSchedulerConfig:
     """AdamW (``encoder_lr`` for pretrained encoders, no decay on biases/norms/scalars) and a
     per-step warm-up + cosine schedule, in Lightning's ``configure_optimizers`` format.
 
@@ -31,7 +32,9 @@ def build_optimizer(model: nn.Module, o: dict[str, Any], total_steps: int,
         if not p.requires_grad:
             continue
         enc = name.split(".")[1] if name.startswith("encoders.") else None
-        lr = o["encoder_lr"] if enc and getattr(model.encoders[enc], "is_pretrained", False) else o["lr"]
+        # an encoders.<enc>.* parameter: the model has an ``encoders`` ModuleDict (a FusionModel)
+        lr = (o["encoder_lr"] if enc and getattr(cast(nn.ModuleDict, model.encoders)[enc], "is_pretrained", False)
+              else o["lr"])
         wd = 0.0 if p.ndim <= 1 else o["weight_decay"]
         groups.setdefault((lr, wd), []).append(p)
     for p in extra:

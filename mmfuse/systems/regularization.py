@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 
@@ -33,7 +33,7 @@ class Regularization(nn.Module):
         self.sp_names: list[str] = []
         if self.l2_sp > 0:
             scope = cfg.get("l2_sp_scope", "pretrained")
-            held = [name for name, enc in model.encoders.items()
+            held = [name for name, enc in cast(nn.ModuleDict, model.encoders).items()  # FusionModel.encoders
                     if scope == "encoders" or getattr(enc, "is_pretrained", False)]
             if not held:
                 raise ValueError("regularization.l2_sp > 0 but no encoder is pretrained, so there is no start "

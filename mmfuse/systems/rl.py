@@ -6,21 +6,25 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
 
 from mmfuse.config import complete_config
 from mmfuse.fusion.base import FusionOutput
+from mmfuse.heads.generator import AnswerGenerator
 from mmfuse.heads.value import ValueHead
 from mmfuse.metrics.vqa_metric import VQAAccuracy
+from mmfuse.model import FusionModel
 from mmfuse.rl.gae import compute_gae, masked_mean, masked_whiten
 from mmfuse.rl.ppo import AdaptiveKLController, FixedKLController, entropy, explained_variance, policy_loss, value_loss
 from mmfuse.rl.rewards import RewardFn, get_reward
 from mmfuse.rl.rollout import Rollout, collect_rollout, evaluate_actions, select_rows
 from mmfuse.systems.base import BaseSystem
+from mmfuse.tasks.generation import AnswerGenerationTask
 
 GENERATION = "answer_generation"
 __all__ = ["RLSystem", "exact_token_kl", "fuse_batch", "rl_config"]
@@ -78,8 +82,8 @@ class RLSystem(BaseSystem):
         self.eval_rng: torch.Generator | None = None  # sampled evaluation, re-seeded every epoch
 
     @property
-    def generator(self) -> nn.Module:
-        return self.model.heads[GENERATION]
+    def generator(self) -> AnswerGenerator:
+        return cast(AnswerGenerator, self.model.heads[GENERATION])  # the answer_generation task's head
 
     def set_answer_types(self, answer_types: Sequence[str], question_types: Sequence[str] = ()) -> None:
         super().set_answer_types(answer_types, question_types)
@@ -115,8 +119,9 @@ class RLSystem(BaseSystem):
             fused = fuse_batch(self.model, batch)
             ref_fused = fuse_batch(self.reference, batch) if self.trunk_trained else fused
             roll = collect_rollout(
-                self.generator, self.value_head, fused, self.reference.heads[GENERATION], ref_fused,
-                self.tasks[GENERATION].tokenizer.decode_batch, batch, self.reward_fn, kl_coef=self.kl_ctl.value,
+                self.generator, self.value_head, fused, cast(AnswerGenerator, self.reference.heads[GENERATION]),
+                ref_fused, cast(AnswerGenerationTask, self.tasks[GENERATION]).tokenizer.decode_batch, batch,
+                self.reward_fn, kl_coef=self.kl_ctl.value,
                 kl_estimator=r["kl"]["estimator"], temperature=r["temperature"], top_k=r["top_k"],
                 max_new_tokens=r["max_new_tokens"], truncation=r["truncation"],
                 missing_eos_penalty=r["missing_eos_penalty"], generator=self._rng())
@@ -144,7 +149,7 @@ class RLSystem(BaseSystem):
         adv, ret = self.advantages(roll)
         reinforce = r["algorithm"] == "reinforce"
         epochs, minibatches = (1, 1) if reinforce else (int(r["ppo_epochs"]), int(r["minibatches"]))
-        opt = self.optimizers()
+        opt = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one optimizer
         n = roll.tokens.shape[0]
         stats: dict[str, list[Tensor]] = {}
         for _ in range(epochs):
@@ -163,7 +168,10 @@ class RLSystem(BaseSystem):
                     stats.setdefault("value_loss", []).append(v_loss.detach())
                 opt.zero_grad()
                 self.manual_backward(loss)
-                self.clip_gradients(opt, gradient_clip_val=self.cfg["optim"]["grad_clip"] or None,
+                # Lightning's manual-optimisation recipe; at runtime a LightningOptimizer is an instance of the
+                # wrapped optimizer's class, which Lightning's Optimizer annotation cannot express
+                self.clip_gradients(opt,  # type: ignore[arg-type]
+                                    gradient_clip_val=self.cfg["optim"]["grad_clip"] or None,
                                     gradient_clip_algorithm="norm")
                 opt.step()
                 for key, value in {"policy_loss": p_loss, "entropy": ent, **p_stats}.items():
@@ -195,10 +203,10 @@ class RLSystem(BaseSystem):
             ref = self.reference.heads[GENERATION](ref_fused, gen.tokens).logits / r["temperature"]
             pol = self.generator(fused, gen.tokens).logits / r["temperature"]
             kl = exact_token_kl(pol, ref, gen.mask).sum(1)  # [B]
-        texts = self.tasks[GENERATION].tokenizer.decode_batch(gen.tokens)
+        texts = cast(AnswerGenerationTask, self.tasks[GENERATION]).tokenizer.decode_batch(gen.tokens)
         rows = [i for i, a in enumerate(batch["answers"]) if a]
         if rows:
-            self.sampled[stage].update([texts[i] for i in rows], *([x[i] for i in rows] for x in (
+            cast(VQAAccuracy, self.sampled[stage]).update([texts[i] for i in rows], *([x[i] for i in rows] for x in (
                 batch["answers"], batch["answer_type"], batch["question_type"])))
         self.log(f"{stage}/kl", kl.mean(), on_epoch=True, on_step=False, batch_size=len(texts), sync_dist=True)
 
@@ -218,7 +226,7 @@ class RLSystem(BaseSystem):
         self._sampled_eval(batch, "test")
 
     def _log_sampled(self, stage: str) -> None:
-        metric = self.sampled[stage]
+        metric = cast(VQAAccuracy, self.sampled[stage])
         if metric.update_called:
             self.log(f"{stage}/sampled/acc", metric.compute()["acc"], sync_dist=False)
         metric.reset()
@@ -252,7 +260,7 @@ class RLSystem(BaseSystem):
                                  weight_decay=0.0)
 
 
-def fuse_batch(model: nn.Module, batch: dict[str, Any]) -> FusionOutput:
+def fuse_batch(model: FusionModel, batch: dict[str, Any]) -> FusionOutput:
     """The fused features of a batch (a :class:`~mmfuse.model.FusionModel`'s encoders and fusion only)."""
     text = model.encoders["text"](batch["text"]["input_ids"], batch["text"]["attention_mask"])
     return model.fuse(text, model.encode_visual(batch), batch.get("image_index"))

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from mmfuse.objectives.multitask import build_weighting
@@ -85,6 +86,6 @@ class SupervisedSystem(BaseSystem):
                 self.log(f"fusion/weight/{name}", float(w))
 
     # -- optimisation ----------------------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         return build_optimizer(self.model, self.cfg["optim"], int(self.trainer.estimated_stepping_batches),
                                extra=self.weighting.parameters())

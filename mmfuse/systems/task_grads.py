@@ -54,6 +54,7 @@ class TaskGradients:
         params = self.params if full else [self.params[self.last]]
         grads = {t: list(torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True))
                  for t, loss in losses.items()}  # unweighted, per task, aligned with params
+        c: float | Tensor | None  # a cosine in the first loop, a combined gradient (or None) in the last
         if conflict:
             for (a, b), c in gradient_cosines(grads).items():
                 key = f"{a}~{b}"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric
 
+from mmfuse.fusion.base import FusionOutput
 from mmfuse.heads import ClassifierHead
 from mmfuse.metrics.vqa_metric import VQAAccuracy
 from mmfuse.objectives import VQA_LOSSES
@@ -82,6 +83,12 @@ def negative_index(index: Tensor, num_images: int) -> Tensor:
     return (index + 1 + b % max(1, num_images - 1)) % num_images
 
 
+class _Fuses(Protocol):
+    """What ITM needs of the model (``FusionModel.fuse``): fuse question rows with other image rows."""
+
+    def fuse(self, text: Any, image: Any, index: Tensor | None) -> FusionOutput: ...
+
+
 @TASKS.register("itm")
 class ITMTask(Task):
     """Image–text matching: a binary head on the fused vector says whether the question was asked
@@ -102,7 +109,7 @@ class ITMTask(Task):
             index = torch.arange(num_images, device=out["image"].tokens.device)
         if num_images < 2:
             return TaskResult(None)
-        negative = model.fuse(out["text"], out["image"], negative_index(index, num_images))
+        negative = cast(_Fuses, model).fuse(out["text"], out["image"], negative_index(index, num_images))
         logits = torch.cat([out["itm"][:, 0], head(negative)[:, 0]])  # [2B]: positives, then negatives
         labels = torch.cat([torch.ones_like(index), torch.zeros_like(index)]).to(logits.dtype)
         loss = F.binary_cross_entropy_with_logits(logits, labels)

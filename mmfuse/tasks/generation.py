@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -64,7 +64,8 @@ class AnswerGenerationTask(Task):
             idx = torch.as_tensor(rows, device=fused.pooled.device)
             sub = type(fused)(*(None if x is None else x[idx] for x in fused))
             tokens = self.tokenizer.encode_batch(self.target_answers(batch, rows), self.spec["max_length"])
-            loss = head.loss(sub, tokens.to(idx.device), label_smoothing=self.spec["label_smoothing"])
+            loss = cast(AnswerGenerator, head).loss(sub, tokens.to(idx.device),  # build_head's AnswerGenerator
+                                                    label_smoothing=self.spec["label_smoothing"])
         preds = self.decode(head, fused) if predict else None
         return TaskResult(loss, preds)
 
@@ -72,8 +73,8 @@ class AnswerGenerationTask(Task):
         """Answer strings under the configured decoding (greedy, sampled or beam)."""
         s = self.spec
         with torch.no_grad():
-            gen = head.generate(fused, strategy=s["decode"], temperature=s["temperature"], top_k=s["top_k"],
-                                num_beams=s["num_beams"], generator=generator)
+            gen = cast(AnswerGenerator, head).generate(fused, strategy=s["decode"], temperature=s["temperature"],
+                                                       top_k=s["top_k"], num_beams=s["num_beams"], generator=generator)
         return self.tokenizer.decode_batch(gen.tokens)
 
     def make_metric(self) -> Metric:

@@ -54,7 +54,7 @@ def plot_type_accuracy(groups: Mapping[str, float], path: Path | str, title: str
     labels = [_wrap(k, 22) + (f"  (n={counts[k]:,})" if k in counts else "") for k in names]
     fig = Figure(figsize=(7.5, 1.4 + 0.45 * len(names)), layout="constrained")
     ax = fig.add_subplot()
-    y = np.arange(len(names))
+    y: np.ndarray = np.arange(len(names))  # bar positions
     err = np.array([[max(0.0, v - ci[k][0]) if k in ci else 0.0 for k, v in zip(names, vals)],
                     [max(0.0, ci[k][1] - v) if k in ci else 0.0 for k, v in zip(names, vals)]])
     ax.barh(y, vals, height=0.65, color=["#37474f" if k == "overall" else "#4c72b0" for k in names],
@@ -229,5 +229,6 @@ def plot_attention_grid(samples: Sequence[Mapping[str, Any]], path: Path | str, 
             spine.set(edgecolor=color, linewidth=2.5)
     for ax in axes.flat[len(samples):]:
         ax.set_axis_off()
+    assert im is not None  # samples is not empty, so the loop drew at least one overlay
     fig.colorbar(im, ax=axes, shrink=min(0.6, 0.9 / rows + 0.15), label="attention (min-max normalised)")
     return _save(fig, path)

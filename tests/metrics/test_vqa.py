@@ -207,3 +207,22 @@ def test_official_rounding() -> None:
     assert official_aggregate(38.7, 48) == 80.63
     with pytest.warns(UserWarning):  # torchmetrics: compute() before update()
         assert math.isnan(VQAAccuracy().compute()["acc"].item())
+
+
+def test_majority_answer_is_the_one_answer_of_a_question() -> None:
+    """Most frequent after normalisation; a tie goes to the answer given first; None without answers. The
+    generation target, the exact-match reward and the results' gold column all use it."""
+    from mmfuse.evaluation.results import gold_answer
+    from mmfuse.metrics.scoring import majority_answer
+    from mmfuse.rl.rewards import exact_match_reward
+    from mmfuse.tasks import most_common_answer
+
+    cases = [(["no", "yes", "yes", "no"], "no"), (["Two", "2", "3", "circle", "circle"], "2"),
+             (["No.", "yes", "no"], "no"), (["a", "b"], "")]  # "a" normalises to "" (an article)
+    for answers, expected in cases:
+        assert majority_answer(answers) == gold_answer(answers) == most_common_answer(answers) == expected
+    assert majority_answer([]) is None and gold_answer([]) is None
+    with pytest.raises(ValueError):
+        most_common_answer([])
+    batch = {"answers": [["red", "blue", "blue"], ["yes", "no"], []]}
+    assert exact_match_reward(["Blue", "no", "x"], batch).tolist() == [1.0, 0.0, 0.0]

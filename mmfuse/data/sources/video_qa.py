@@ -95,11 +95,13 @@ def _load_json_qa(split: str, spec: Any, root: str | None, source: str, template
     try:
         with open(ann, encoding="utf-8") as f:
             entries = json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{ann}: not valid JSON ({e.msg} at line {e.lineno}); expected a list of questions") from None
+    except json.JSONDecodeError as err:  # not `e`: the loop below binds `e` to each entry
+        raise DataError(f"{ann}: not valid JSON ({err.msg} at line {err.lineno}); "
+                        "expected a list of questions") from None
     if not isinstance(entries, list):
         raise DataError(f"{ann}: expected a JSON list of questions, got {type(entries).__name__}")
-    records, seen = [], {}
+    records: list[QARecord] = []
+    seen: dict[str, int] = {}
     for i, e in enumerate(entries):
         where = f"{ann} entry {i}"
         if not isinstance(e, dict) or not isinstance(e.get("question"), str) or "answer" not in e:
@@ -167,7 +169,8 @@ def load_tgif_qa(split: str, spec: Any, root: str | None) -> list[QARecord]:
     s = _spec(spec, split, "tgif_qa", "questions", ("questions", "videos", "template"))
     path = resolve_data_file(s["questions"], root, f"tgif_qa source, split {split!r}")
     videos, template = _videos_dir(s, root, path), s.get("template") or "{gif_name}.gif"
-    records, seen = [], {}
+    records: list[QARecord] = []
+    seen: dict[str, int] = {}
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t")
         fields = [k.strip() for k in reader.fieldnames or []]
