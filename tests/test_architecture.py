@@ -170,3 +170,14 @@ def test_every_module_has_a_room() -> None:
     assert set(ALLOWED) == set(ROOM_OF.values())
     for m in MODULES:
         assert room(m) in ALLOWED
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """``.ci/run`` runs README command 2 step by step, so the checks a user runs are the checks CI runs."""
+    repo = ROOT.parent
+    readme = (repo / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if line.startswith('pip install -e ".[dev]"'))
+    steps = [s.strip() for s in command.split("&&")]
+    ci = [line.strip() for line in (repo / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.lstrip().startswith(("#", "set ", "cd "))]
+    assert ci == steps and {"ruff check .", "mypy"} <= set(steps)
