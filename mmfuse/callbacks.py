@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import lightning as L
+import torch
 
 
 class SpeedMonitor(L.Callback):
@@ -33,3 +34,42 @@ class SpeedMonitor(L.Callback):
     @property
     def samples_per_s(self) -> float:
         return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+
+class DroppedQuestions(L.Callback):
+    """Counts the questions that batches dropped on the lazy image path (``data.skip_bad_records``: an image
+    corrupt past its header fails when decoded in a worker; the batch lists its questions in ``"dropped"``).
+    ``counts()``: split -> distinct question ids dropped, summed over every process. ``test_split``: the
+    split the test loop runs (``evaluate`` may test on ``val``)."""
+
+    def __init__(self, test_split: str = "test") -> None:
+        self.seen: dict[str, set[Any]] = {}
+        self.test_split = test_split
+
+    def _add(self, stage: str, batch: Any) -> None:
+        if isinstance(batch, dict) and batch.get("dropped"):
+            self.seen.setdefault(stage, set()).update(
+                (batch.get("dataset"), q) for q in batch["dropped"])
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._add("train", batch)
+
+    def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                                  batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._add("val", batch)
+
+    def on_test_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                            batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._add(self.test_split, batch)
+
+    def counts(self) -> dict[str, int]:
+        seen = self.seen
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            parts: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(parts, seen)
+            seen = {}
+            for part in parts:
+                for stage, ids in part.items():
+                    seen.setdefault(stage, set()).update(ids)
+        return {stage: len(ids) for stage, ids in sorted(seen.items())}

@@ -15,13 +15,14 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig
 from torch import nn
 
+from mmfuse.callbacks import DroppedQuestions
 from mmfuse.data.datamodule import VQADataModule
 from mmfuse.data.tokenizer import tokenizer_from_json
 from mmfuse.data.vocab import AnswerVocab
 from mmfuse.systems import SYSTEMS, BaseSystem
 
 __all__ = ["build_datamodule", "build_trainer", "load_system", "make_run_dir", "progress_bar",
-           "resumed_vocabularies"]
+           "resumed_vocabularies", "skipped_records"]
 
 
 def make_run_dir(cfg: DictConfig) -> Path:
@@ -72,6 +73,15 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback], l
         gradient_clip_val=None if cfg.stage == "rl" else cfg.optim.grad_clip or None, default_root_dir=str(run_dir),
         logger=loggers or False, callbacks=[*callbacks, *progress_bar(cfg)],
     )
+
+
+def skipped_records(dm: VQADataModule, dropped: DroppedQuestions) -> dict[str, int]:
+    """Questions skipped for unreadable images, per split: those dropped at start-up (missing files, bad
+    headers, or any decode failure on the in-memory path) plus those batches dropped while decoding."""
+    skipped = dict(dm.skipped)
+    for split, n in dropped.counts().items():
+        skipped[split] = skipped.get(split, 0) + n
+    return skipped
 
 
 def _read_checkpoint(path: str) -> dict[str, Any]:

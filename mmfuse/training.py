@@ -12,13 +12,13 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig
 from torch import nn
 
-from mmfuse.callbacks import SpeedMonitor
+from mmfuse.callbacks import DroppedQuestions, SpeedMonitor
 from mmfuse.config import save_config, to_container
 from mmfuse.data.schema import QARecord
 from mmfuse.data.tokenizer import tokenizer_to_json
 from mmfuse.evaluation.outputs import finish_datasets, training_targets
 from mmfuse.rl.rewards import RewardFn
-from mmfuse.runner import build_datamodule, build_trainer, make_run_dir, resumed_vocabularies
+from mmfuse.runner import build_datamodule, build_trainer, make_run_dir, resumed_vocabularies, skipped_records
 from mmfuse.systems import BaseSystem, RLSystem, SupervisedSystem
 from mmfuse.systems.rl import rl_config
 from mmfuse.utils import write_json
@@ -76,8 +76,8 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
     dm.img_size = system.model.image_size
     ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor=cfg.checkpoint.monitor,
                            mode=cfg.checkpoint.mode, filename="best-{epoch:02d}-{step}", auto_insert_metric_name=False)
-    speed = SpeedMonitor()
-    callbacks: list[L.Callback] = [ckpt, speed]
+    speed, dropped = SpeedMonitor(), DroppedQuestions()
+    callbacks: list[L.Callback] = [ckpt, speed, dropped]
     if cfg.checkpoint.save_last:
         # Lightning 2.6's save_last writes last.ckpt only when a best checkpoint is written at the same
         # step, so it stops at the best epoch; a monitor-less callback rewrites it every epoch instead.
@@ -91,6 +91,7 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
     best = ckpt.best_model_path or None
     test = trainer.test(system, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
     evaluation = finish_datasets(run_dir / "eval_test", dm, system.predictions, cfg, "test", best)
+    skipped = skipped_records(dm, dropped)
     if len(system.active) > 1:
         from mmfuse.viz.multitask import write_multitask_plot
 
@@ -105,7 +106,7 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
         "test_leakage": evaluation["leakage"],
         "config_hash": evaluation["config_hash"],
         "num_questions": {s: len(dm.records.get(s, [])) for s in ("train", "val", "test")},
-        "skipped_bad_records": dict(dm.skipped),
+        "skipped_bad_records": skipped,
         "padded_short_videos": dict(dm.padded_videos),
         "train_samples_per_s": speed.samples_per_s,
         "fit_seconds": fit_s,
@@ -118,6 +119,6 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
                         "test_sampled_accuracy": test.get("test/sampled/acc"),
                         "test_kl_to_reference": test.get("test/kl")}
     write_json(run_dir / "metrics.json", result)
-    if dm.skipped:
-        log.warning("skipped %d question(s) with unreadable images: %s", sum(dm.skipped.values()), dm.skipped)
+    if skipped:
+        log.warning("skipped %d question(s) with unreadable images: %s", sum(skipped.values()), skipped)
     return result

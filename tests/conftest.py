@@ -20,16 +20,19 @@ SHAPES = ("circle", "rectangle")
 torch.set_num_threads(1)  # tiny tensors: threading overhead only slows the suite on 2 cores
 
 
-def draw(shape: str, color: str, size: int = 32) -> Image.Image:
-    img = Image.new("RGB", (size, size), (240, 240, 240))
+def draw(shape: str, color: str, size: int | tuple[int, int] = 32) -> Image.Image:
+    w, h = (size, size) if isinstance(size, int) else size
+    img = Image.new("RGB", (w, h), (240, 240, 240))
     d = ImageDraw.Draw(img)
-    box = (size // 4, size // 4, 3 * size // 4, 3 * size // 4)
+    box = (w // 4, h // 4, 3 * w // 4, 3 * h // 4)
     (d.ellipse if shape == "circle" else d.rectangle)(box, fill=COLORS[color])
     return img
 
 
-def make_jsonl_dataset(root: Path, n_images: int = 12, seed: int = 0) -> dict[str, Path]:
-    """Write ``root/images/*.png`` and ``{train,val,test}.jsonl``: colour / shape / yes-no questions."""
+def make_jsonl_dataset(root: Path, n_images: int = 12, seed: int = 0, fmt: str = "png",
+                       image_size: int | tuple[int, int] = 32) -> dict[str, Path]:
+    """Write ``root/images/*.<fmt>`` (``image_size``: side or (W, H)) and ``{train,val,test}.jsonl``: colour /
+    shape / yes-no questions."""
     rng = random.Random(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
@@ -38,8 +41,8 @@ def make_jsonl_dataset(root: Path, n_images: int = 12, seed: int = 0) -> dict[st
         lines = []
         for i in range(n):
             shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
-            name = f"{split}_{i}.png"
-            draw(shape, color).save(root / "images" / name)
+            name = f"{split}_{i}.{fmt}"
+            draw(shape, color, image_size).save(root / "images" / name)
             qas = [("what color is the shape?", color, "other", "what color"),
                    ("what shape is this?", shape, "other", "what shape"),
                    (f"is there a {color} shape?", "yes", "yes/no", "is there a"),

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from mmfuse.data.schema import QARecord
 from mmfuse.data.transforms import augment
+from mmfuse.errors import DataError
 
 
 class GroupedBatchSampler(Sampler[list[int]]):
@@ -78,7 +79,10 @@ class QABatchDataset(Dataset):
         pad_id: padding token id.
         augment_ops: augmentation names applied to the batch's unique images (to every frame of a
             video alike).
-        load_image: ``(record) -> uint8 [3,H,W]`` used when images are not cached.
+        load_image: ``(record) -> uint8 [3,H,W]`` used when images are not cached (the lazy path).
+        skip_bad: lazy path: an image that fails to decode (corrupt past its header) drops its questions
+            from this batch, listed in the batch's ``"dropped"`` (question ids) for the run to count;
+            False: the :class:`~mmfuse.errors.DataError` (file and question id) stops the run.
         videos: a :class:`~mmfuse.data.video_store.VideoStore` whose rows are ``image_rows``: the batch
             then carries ``video [U,T,3,H,W]`` (clips drawn with this dataset's generator) instead of
             ``image``.
@@ -87,8 +91,9 @@ class QABatchDataset(Dataset):
     def __init__(self, records: Sequence[QARecord], images: Tensor | None, image_rows: Sequence[int],
                  input_ids: Sequence[Sequence[int]], targets: Sequence[Sequence[tuple[int, float]]],
                  num_answers: int, pad_id: int, augment_ops: Sequence[str] = (), load_image: Any = None,
-                 seed: int = 0, videos: Any = None) -> None:
+                 seed: int = 0, videos: Any = None, skip_bad: bool = False) -> None:
         self.records, self.images, self.image_rows = records, images, list(image_rows)
+        self.skip_bad = skip_bad
         self.input_ids, self.targets = input_ids, targets
         self.num_answers, self.pad_id = num_answers, pad_id
         self.augment_ops, self.load_image, self.videos = list(augment_ops), load_image, videos
@@ -97,7 +102,28 @@ class QABatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def _decode(self, idx: list[int]) -> tuple[list[int], dict[int, Tensor], list[Any]]:
+        """Lazy path: the batch's images decoded once each; with ``skip_bad``, the questions of an image
+        that fails are dropped. Returns (kept question indices, image row -> [3,H,W], dropped question ids)."""
+        first = {self.image_rows[i]: i for i in reversed(idx)}
+        decoded: dict[int, Tensor] = {}
+        for row in sorted(first):
+            try:
+                decoded[row] = self.load_image(self.records[first[row]])
+            except DataError:
+                if not self.skip_bad:
+                    raise
+        kept = [i for i in idx if self.image_rows[i] in decoded]
+        dropped = [self.records[i].question_id for i in idx if self.image_rows[i] not in decoded]
+        return kept, decoded, dropped
+
     def __getitem__(self, idx: list[int]) -> dict[str, Any]:
+        decoded: dict[int, Tensor] = {}
+        dropped: list[Any] = []
+        if self.videos is None and self.images is None:
+            idx, decoded, dropped = self._decode(idx)
+            if not idx:
+                return {"question_id": [], "dropped": dropped}  # every image of the batch was unreadable
         rows = [self.image_rows[i] for i in idx]
         uniq = sorted(set(rows))
         pos = {r: j for j, r in enumerate(uniq)}
@@ -109,11 +135,8 @@ class QABatchDataset(Dataset):
             images = augment(clips.reshape(u, t * c, h, w), self.augment_ops, self.generator).reshape(u, t, c, h, w)
             visual_key = "video"
         else:
-            if self.images is not None:
-                images = self.images[uniq]  # [U,3,H,W] uint8
-            else:
-                first = {self.image_rows[i]: i for i in reversed(idx)}
-                images = torch.stack([self.load_image(self.records[first[r]]) for r in uniq])
+            # [U,3,H,W] uint8: cached rows, or this batch's decoded images
+            images = self.images[uniq] if self.images is not None else torch.stack([decoded[r] for r in uniq])
             images = augment(images, self.augment_ops, self.generator)
         length = max(len(self.input_ids[i]) for i in idx)
         ids = torch.full((len(idx), length), self.pad_id, dtype=torch.long)  # [B,L]
@@ -126,7 +149,9 @@ class QABatchDataset(Dataset):
             for a, s in self.targets[i]:
                 target[b, a] = s
         recs = [self.records[i] for i in idx]
+        extra = {"dropped": dropped} if dropped else {}
         return {
+            **extra,
             "text": {"input_ids": ids, "attention_mask": mask},
             visual_key: images,
             "image_index": torch.as_tensor([pos[r] for r in rows], dtype=torch.long),  # [B]

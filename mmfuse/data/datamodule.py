@@ -16,13 +16,12 @@ from torch.utils.data import DataLoader
 
 from mmfuse.data.answer_tokens import AnswerTokenizer
 from mmfuse.data.batching import GroupedBatchSampler, QABatchDataset
-from mmfuse.data.images import load_image, load_images
+from mmfuse.data.images import ImageLoader, check_images, load_images
 from mmfuse.data.mixture import MixtureBatchSampler, MixtureDataset
 from mmfuse.data.schema import QARecord
 from mmfuse.data.sources import load_records
 from mmfuse.data.splits import DatasetSpec, carve_validation, dataset_specs, media_of
 from mmfuse.data.tokenizer import build_tokenizer
-from mmfuse.data.transforms import resize_uint8
 from mmfuse.data.video_store import VideoStore
 from mmfuse.data.vocab import AnswerVocab
 from mmfuse.errors import ConfigError, DataError
@@ -169,19 +168,21 @@ class VQADataModule(L.LightningDataModule):
             records, visuals.get("images"), [row[r.image_key] for r in records], enc["input_ids"], targets,
             len(self.vocab), int(self.tokenizer.pad_token_id or 0),
             augment_ops=list(c.augment) if split == "train" else [], load_image=visuals.get("load_image"),
-            seed=self.seed, videos=visuals.get("videos"),
+            seed=self.seed, videos=visuals.get("videos"), skip_bad=bool(c.skip_bad_records),
         )
 
     def _images(self, records: list[QARecord]) -> dict[str, Any]:
-        """Decode each image once: cached as one ``[I,3,H,W]`` tensor, or a loader per batch."""
+        """``cache_images``: decode each image once, at the model's size, into one ``[I,3,H,W]`` tensor.
+        Otherwise nothing is decoded here: each file's header is checked, and batches decode their own
+        images (in the DataLoader's workers) with an :class:`ImageLoader`."""
         assert self.img_size is not None  # _build_one checked it
-        images, bad = load_images(records, skip_bad=bool(self.cfg.skip_bad_records))
-        keys = sorted(images)
+        skip = bool(self.cfg.skip_bad_records)
         if self.cfg.cache_images:
-            return {"keys": keys, "bad": bad, "images": torch.stack([resize_uint8(images[k], self.img_size)
-                                                                    for k in keys])}  # [I,3,H,W]
-        return {"keys": keys, "bad": bad,
-                "load_image": lambda r: resize_uint8(load_image(r.image, r.question_id), self.img_size)}
+            images, bad = load_images(records, skip_bad=skip, size=self.img_size)
+            keys = sorted(images)
+            return {"keys": keys, "bad": bad, "images": torch.stack([images[k] for k in keys])}  # [I,3,H,W]
+        keys, bad = check_images(records, skip_bad=skip)
+        return {"keys": keys, "bad": bad, "load_image": ImageLoader(self.img_size)}
 
     def _videos(self, records: list[QARecord], split: str, key: str) -> dict[str, Any]:
         """A :class:`VideoStore`: random-segment clips for training, uniform ones for evaluation."""

@@ -7,7 +7,12 @@ so one place decides what a missing or corrupt image does:
 * :func:`load_images` decodes each distinct image once (many questions share an
   image) and either stops at the first bad one (``skip_bad=False``) or collects
   the bad ones as :class:`BadImage` so the caller can drop their records and
-  report how many were dropped.
+  report how many were dropped (the in-memory path, ``data.cache_images``);
+* :func:`check_images` reads only each file's header (the lazy path: images are
+  decoded per batch, in DataLoader workers, by an :class:`ImageLoader`).
+
+Given the model's input size, a JPEG is decoded at reduced scale (``Image.draft``)
+and every image is resized as soon as it is decoded.
 
 ``resolve_inside`` (re-exported from :mod:`mmfuse.data.sources.base`, where the
 sources use it) refuses paths that escape the data root.
@@ -15,7 +20,8 @@ sources use it) refuses paths that escape the data root.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,9 +30,11 @@ from PIL import Image
 
 from mmfuse.data.schema import QARecord, QuestionId
 from mmfuse.data.sources.base import resolve_inside
+from mmfuse.data.transforms import resize_uint8
 from mmfuse.errors import DataError
 
-__all__ = ["BadImage", "DataError", "load_image", "load_images", "resolve_inside"]
+__all__ = ["BadImage", "DataError", "ImageLoader", "check_image", "check_images", "load_image", "load_images",
+           "resolve_inside"]
 
 
 @dataclass(frozen=True)
@@ -39,28 +47,63 @@ class BadImage:
     reason: str
 
 
-def _decode(path: str) -> torch.Tensor:
+def _decode(path: str, size: tuple[int, int] | None = None) -> torch.Tensor:
     with Image.open(path) as im:
+        if size is not None and im.format == "JPEG":
+            # the JPEG decoder's own 1/2, 1/4 or 1/8 scaling, never below the wanted (W, H): a 640x480
+            # photo for a 224 px model decodes a quarter of the pixels; the exact resize comes after
+            im.draft("RGB", (size[1], size[0]))
         rgb = im.convert("RGB")  # forces the full decode, so truncation surfaces here
-    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    image = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    return image if size is None else resize_uint8(image, size)
 
 
-def load_image(path: str, question_id: QuestionId | None = None) -> torch.Tensor:
-    """Load ``path`` as a uint8 ``[3, H, W]`` RGB tensor.
-
-    Raises:
-        DataError: the file is missing, not an image, truncated or otherwise
-            unreadable; the message names the file and ``question_id``.
-    """
+@contextlib.contextmanager
+def _data_errors(path: str, question_id: QuestionId | None) -> Iterator[None]:
+    """Any failure to read ``path`` as a :class:`DataError` naming the file and the question."""
     qid = f" (question_id {question_id!r})" if question_id is not None else ""
     try:
-        return _decode(path)
+        yield
     except FileNotFoundError:
         raise DataError(f"image file not found: {path}{qid}") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         # PIL reports corrupt data as OSError / UnidentifiedImageError, some plugins
         # as SyntaxError or ValueError; absurdly large images as DecompressionBombError.
         raise DataError(f"cannot read image {path}{qid}: {type(e).__name__}: {e}") from None
+
+
+def load_image(path: str, question_id: QuestionId | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Load ``path`` as a uint8 ``[3, H, W]`` RGB tensor; with ``size`` ``(H, W)``, at that size (a JPEG
+    is decoded at the smallest of its built-in reduced scales that still covers ``size``, then resized).
+
+    Raises:
+        DataError: the file is missing, not an image, truncated or otherwise
+            unreadable; the message names the file and ``question_id``.
+    """
+    with _data_errors(path, question_id):
+        return _decode(path, size)
+
+
+def check_image(path: str, question_id: QuestionId | None = None) -> tuple[int, int]:
+    """``(width, height)`` from the file's header alone (nothing decoded): the start-up check of the lazy
+    path. A file corrupt past its header passes here and fails when it is first decoded.
+
+    Raises:
+        DataError: missing, not an image, or an unreadable header; names the file and ``question_id``.
+    """
+    with _data_errors(path, question_id), Image.open(path) as im:
+        return im.size
+
+
+class ImageLoader:
+    """``(record) -> uint8 [3, H, W]`` at ``size``: the per-batch decoder of the lazy path (picklable, so
+    DataLoader workers can run it)."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        self.size = size
+
+    def __call__(self, record: QARecord) -> torch.Tensor:
+        return load_image(record.image, record.question_id, self.size)
 
 
 def _group_by_image(records: Iterable[QARecord]) -> dict[str, tuple[str, list[QuestionId]]]:
@@ -81,9 +124,10 @@ def _group_by_image(records: Iterable[QARecord]) -> dict[str, tuple[str, list[Qu
 
 
 def load_images(
-    records: Iterable[QARecord], skip_bad: bool = False
+    records: Iterable[QARecord], skip_bad: bool = False, size: tuple[int, int] | None = None
 ) -> tuple[dict[str, torch.Tensor], list[BadImage]]:
-    """Decode every distinct image referenced by ``records`` once.
+    """Decode every distinct image referenced by ``records`` once (at ``size`` when given: each image is
+    resized as soon as it is decoded, so only the resized set is ever held).
 
     A plain loop: all 5,000 easy-VQA PNGs take about 2-3 s; a 2-thread
     ThreadPoolExecutor was measured to be no faster (slightly slower) on the
@@ -105,9 +149,27 @@ def load_images(
     bad: list[BadImage] = []
     for key, (path, qids) in _group_by_image(records).items():
         try:
-            images[key] = load_image(path, qids[0])
+            images[key] = load_image(path, qids[0], size=size)
         except DataError as e:
             if not skip_bad:
                 raise
             bad.append(BadImage(path=path, image_key=key, question_ids=tuple(qids), reason=str(e)))
     return images, bad
+
+
+def check_images(records: Iterable[QARecord], skip_bad: bool = False) -> tuple[list[str], list[BadImage]]:
+    """The header check of every distinct image of ``records`` (:func:`check_image`, nothing decoded).
+
+    Returns ``(keys, bad)``: the image keys that passed, sorted, and the :class:`BadImage` s (empty unless
+    ``skip_bad``; else the first bad one raises :class:`DataError`)."""
+    keys: list[str] = []
+    bad: list[BadImage] = []
+    for key, (path, qids) in _group_by_image(records).items():
+        try:
+            check_image(path, qids[0])
+            keys.append(key)
+        except DataError as e:
+            if not skip_bad:
+                raise
+            bad.append(BadImage(path=path, image_key=key, question_ids=tuple(qids), reason=str(e)))
+    return sorted(keys), bad

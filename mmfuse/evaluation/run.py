@@ -9,11 +9,12 @@ from lightning.fabric.utilities.data import AttributeDict
 from omegaconf import DictConfig
 from torch import nn
 
+from mmfuse.callbacks import DroppedQuestions
 from mmfuse.data.tokenizer import tokenizer_from_json
 from mmfuse.data.vocab import AnswerVocab
 from mmfuse.errors import ConfigError
 from mmfuse.evaluation.outputs import finish_datasets, finish_evaluation, training_targets
-from mmfuse.runner import build_datamodule, build_trainer, load_system
+from mmfuse.runner import build_datamodule, build_trainer, load_system, skipped_records
 
 __all__ = ["evaluate", "finish_datasets", "finish_evaluation", "training_targets"]
 
@@ -50,11 +51,12 @@ def evaluate(cfg: DictConfig, fusion: nn.Module | None = None, report: bool | No
             raise ConfigError(f"eval.task={cfg.eval.task!r} but the checkpoint trained {system.active}")
         system.prediction_task = cfg.eval.task
     loader = dm.loader(split)  # builds the split; unreadable images may drop records (skip_bad_records)
-    trainer = build_trainer(cfg, run_dir, [], logger=False)
+    dropped = DroppedQuestions(test_split=split)
+    trainer = build_trainer(cfg, run_dir, [dropped], logger=False)
     lightning = trainer.test(system, dataloaders=loader, verbose=False)[0]
     out_dir = Path(cfg.eval.output) if cfg.eval.output else run_dir / f"eval_{split}"
     metrics = finish_datasets(out_dir, dm, system.predictions, cfg, split, str(ckpt_path),
-                              extra={"skipped_bad_records": dict(dm.skipped),
+                              extra={"skipped_bad_records": skipped_records(dm, dropped),
                                      "padded_short_videos": dict(dm.padded_videos),
                                      "lightning": {k: float(v) for k, v in lightning.items()}})
     if cfg.eval.report if report is None else report:

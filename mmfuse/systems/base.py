@@ -90,7 +90,10 @@ class BaseSystem(L.LightningModule):
 
     # -- the shared step ----------------------------------------------------------------------------
     def _step(self, batch: dict[str, Any], stage: str) -> Tensor | None:
-        """Every task of the batch's dataset: losses logged, metrics updated; returns :meth:`total_loss`."""
+        """Every task of the batch's dataset: losses logged, metrics updated; returns :meth:`total_loss`
+        (None for a batch whose every image was unreadable: ``data.skip_bad_records`` dropped it whole)."""
+        if not batch["question_id"]:
+            return None
         out = self.model(batch)
         dataset = batch.get("dataset", self.datasets[0])
         names = self.dataset_tasks.get(dataset, self.active)
