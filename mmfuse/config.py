@@ -87,7 +87,22 @@ def _choices() -> dict[str, Callable[[], Sequence[str]]]:
         "rl.reward": list_rewards,
         "rl.truncation": lambda: TRUNCATION,
         "rl.kl.estimator": lambda: KL_ESTIMATORS,
+        "trainer.compile_backend": _compile_backends,
+        "trainer.compile_mode": _compile_modes,
     }
+
+
+def _compile_backends() -> list[str]:
+    """torch.compile's registered backends, debug ones (``aot_eager``: trace without code generation) included."""
+    import torch._dynamo
+
+    return list(torch._dynamo.list_backends(exclude_tags=()))
+
+
+def _compile_modes() -> list[str]:
+    import torch._inductor
+
+    return list(torch._inductor.list_mode_options())
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:

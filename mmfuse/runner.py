@@ -22,7 +22,7 @@ from mmfuse.data.vocab import AnswerVocab
 from mmfuse.systems import SYSTEMS, BaseSystem
 
 __all__ = ["build_datamodule", "build_trainer", "load_system", "make_run_dir", "progress_bar",
-           "resumed_vocabularies", "skipped_records"]
+           "compile_model", "resumed_vocabularies", "skipped_records", "system_kwargs"]
 
 
 def make_run_dir(cfg: DictConfig) -> Path:
@@ -44,6 +44,15 @@ def build_datamodule(cfg: DictConfig, run_dir: Path | None = None, **kwargs: Any
     return VQADataModule(cfg.data, img_size=None, text_pretrained=cfg.model.text.pretrained,
                          tokenizer_vocab_size=cfg.model.text.tokenizer_vocab_size, run_dir=run_dir,
                          seed=cfg.seed, answer_min_count=cfg.tasks.answer_generation.min_word_count, **kwargs)
+
+
+def system_kwargs(dm: VQADataModule) -> dict[str, Any]:
+    """What a system needs from the prepared data module besides the config and the answers: the text
+    vocabulary size and padding id, every answer and question type, the answer words."""
+    tok = dm.tokenizer
+    return {"text_vocab_size": len(tok), "pad_token_id": int(tok.pad_token_id or 0),
+            "answer_types": dm.types("answer_type"), "question_types": dm.types("question_type"),
+            "answer_words": dm.answer_words}
 
 
 def progress_bar(cfg: DictConfig) -> list[L.Callback]:
@@ -82,6 +91,15 @@ def skipped_records(dm: VQADataModule, dropped: DroppedQuestions) -> dict[str, i
     for split, n in dropped.counts().items():
         skipped[split] = skipped.get(split, 0) + n
     return skipped
+
+
+def compile_model(cfg: DictConfig, system: BaseSystem) -> None:
+    """``trainer.compile``: compile the system's model in place (``nn.Module.compile``, so parameter names and
+    checkpoints are unchanged) with ``trainer.compile_backend`` / ``compile_mode``. Batches vary in size, so
+    shapes are marked dynamic after the first recompile (torch's default)."""
+    t = cfg.trainer
+    if t.compile:
+        system.model.compile(backend=t.compile_backend, mode=t.compile_mode)
 
 
 def _read_checkpoint(path: str) -> dict[str, Any]:

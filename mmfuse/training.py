@@ -18,7 +18,15 @@ from mmfuse.data.schema import QARecord
 from mmfuse.data.tokenizer import tokenizer_to_json
 from mmfuse.evaluation.outputs import finish_datasets, training_targets
 from mmfuse.rl.rewards import RewardFn
-from mmfuse.runner import build_datamodule, build_trainer, make_run_dir, resumed_vocabularies, skipped_records
+from mmfuse.runner import (
+    build_datamodule,
+    build_trainer,
+    compile_model,
+    make_run_dir,
+    resumed_vocabularies,
+    skipped_records,
+    system_kwargs,
+)
 from mmfuse.systems import BaseSystem, RLSystem, SupervisedSystem
 from mmfuse.systems.rl import rl_config
 from mmfuse.utils import write_json
@@ -62,9 +70,7 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
     dm.check_media(bool(cfg.model.video.enabled))
     tok = dm.tokenizer
     args = (to_container(cfg), dm.vocab.answers)
-    kwargs: dict[str, Any] = {"text_vocab_size": len(tok), "pad_token_id": int(tok.pad_token_id or 0),
-                                  "answer_types": dm.types("answer_type"), "question_types": dm.types("question_type"),
-                                  "fusion": fusion, "answer_words": dm.answer_words}
+    kwargs: dict[str, Any] = {**system_kwargs(dm), "fusion": fusion}
     system: BaseSystem
     if init is not None:
         system = RLSystem(*args, **kwargs, reward=reward)
@@ -73,6 +79,7 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
     else:
         system = SupervisedSystem(*args, **kwargs)
     system.tokenizer_json = tokenizer_to_json(tok)
+    compile_model(cfg, system)
     dm.img_size = system.model.image_size
     ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor=cfg.checkpoint.monitor,
                            mode=cfg.checkpoint.mode, filename="best-{epoch:02d}-{step}", auto_insert_metric_name=False)

@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader
 
 import mmfuse
 from mmfuse.config import to_container
-from mmfuse.runner import progress_bar
+from mmfuse.objectives import VQA_LOSSES
+from mmfuse.runner import progress_bar, system_kwargs
 from mmfuse.systems import SupervisedSystem
 from mmfuse.systems.supervised import build_optimizer
 
@@ -87,21 +88,22 @@ def main(argv: list[str] | None = None) -> int:
 
         return benchmark_scorer.main(argv[1:])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", action="append", default=["configs/experiments/easy_vqa.yaml"])
+    p.add_argument("--config", action="append", default=None,
+                   help="experiment YAML (repeatable; default configs/experiments/easy_vqa.yaml)")
     p.add_argument("--steps", type=int, default=40, help="training batches per round")
     p.add_argument("--rounds", type=int, default=5, help="timed rounds per side (after one warm-up round each)")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
-    cfg = mmfuse.load_config(args.config, args.overrides)
+    cfg = mmfuse.load_config(args.config or ["configs/experiments/easy_vqa.yaml"], args.overrides)
     L.seed_everything(cfg.seed)
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     dm = mmfuse.build_datamodule(cfg)
     dm.prepare()
-    tok = dm.tokenizer
-    system = SupervisedSystem(to_container(cfg), dm.vocab.answers, len(tok), int(tok.pad_token_id or 0),
-                              dm.types("answer_type"))
+    for split in ("train", "val", "test"):  # every answer / question type the metrics will meet
+        dm.split_records(split)
+    system = SupervisedSystem(to_container(cfg), dm.vocab.answers, **system_kwargs(dm))
     dm.img_size = system.model.image_size
     dm.setup("fit")
     it = iter(dm.train_dataloader())
@@ -116,12 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if (accel in ("auto", "gpu", "cuda") and torch.cuda.is_available()) else "cpu")
     model.to(device)
     autocast = "bf16" in str(cfg.trainer.precision)
+    loss_fn = VQA_LOSSES[cfg.tasks.vqa.loss]  # the vqa task's loss on its logits, as the system computes it
 
     lit, plain = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds + 1):  # round 0 warms both up and is not counted
             tl = lightning_round(system, batches, cfg, tmp)
-            tp = plain_round(model, opt, sched, system.loss_fn, batches, device, cfg.optim.grad_clip, autocast)
+            tp = plain_round(model, opt, sched, loss_fn, batches, device, cfg.optim.grad_clip, autocast)
             if r > 0:
                 lit.append(questions / tl)
                 plain.append(questions / tp)
