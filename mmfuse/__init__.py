@@ -34,7 +34,7 @@ _EXPORTS = {
     "FusionModel": "mmfuse.model", "build_model": "mmfuse.model",
     "build_datamodule": "mmfuse.runner", "load_system": "mmfuse.runner",
     "train": "mmfuse.training", "evaluate": "mmfuse.evaluation.run",
-    "cross_validate": "mmfuse.crossval",
+    "cross_validate": "mmfuse.crossval", "prepare_data": "mmfuse.prepare",
     "list_sources": "mmfuse.data.sources", "register_source": "mmfuse.data.sources",
     "list_tasks": "mmfuse.tasks", "list_weightings": "mmfuse.objectives.multitask",
     "register_weighting": "mmfuse.objectives.multitask",

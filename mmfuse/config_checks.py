@@ -87,6 +87,9 @@ def check_tasks(cfg: DictConfig) -> None:
         if entry.source not in list_sources():
             raise ConfigError(f"config key '{where}.source' is {entry.source!r}; "
                               f"valid choices: {', '.join(list_sources())}")
+        if entry.source == "prepared":
+            raise ConfigError(f"config key '{where}.source': a prepared (streamed) dataset cannot be part of a "
+                              "mixture yet; train on it alone (data.source=prepared) or mix the original sources")
         vf = entry.get("val_fraction")
         if vf is not None and (isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 <= vf < 1):
             raise ConfigError(f"config key '{where}.val_fraction' is {vf!r}; expected a number in [0, 1)")

@@ -119,10 +119,7 @@ def build_model(model_cfg: Mapping[str, Any], num_answers: int | None = None, te
     text = TextEncoder(pretrained=t["pretrained"], config=dict(t["config"]), vocab_size=text_vocab_size,
                        pad_token_id=pad_token_id, freeze=t["freeze"])
     image: VisionEncoder | VideoEncoder  # the ViT, wrapped for clips below when video is enabled
-    image = VisionEncoder(name=i["name"], pretrained=i["pretrained"], checkpoint_path=i["checkpoint_path"],
-                          img_size=i["img_size"], patch_size=i["patch_size"], embed_dim=i["embed_dim"],
-                          depth=i["depth"], num_heads=i["num_heads"], stem=i["stem"], freeze=i["freeze"],
-                          **dict(i["kwargs"]))
+    image = build_vision_encoder(i)
     video = model_cfg.get("video") or {}
     if video.get("enabled"):
         if num_frames is None:
@@ -140,3 +137,18 @@ def build_model(model_cfg: Mapping[str, Any], num_answers: int | None = None, te
             raise ValueError("build_model needs heads (mmfuse.tasks.build_heads) or num_answers")
         heads = {"vqa": ClassifierHead(int(f["dim"]), num_answers)}
     return FusionModel(text, image, fusion, heads)
+
+
+def build_vision_encoder(image_cfg: Mapping[str, Any], weights: bool = True) -> VisionEncoder:
+    """The ViT of the ``model.image`` config node (``weights=False``: no pretrained weights loaded, e.g. to
+    read its input size and normalisation without a download)."""
+    i = image_cfg
+    return VisionEncoder(name=i["name"], pretrained=bool(i["pretrained"]) and weights,
+                         checkpoint_path=i["checkpoint_path"] if weights else None, img_size=i["img_size"],
+                         patch_size=i["patch_size"], embed_dim=i["embed_dim"], depth=i["depth"],
+                         num_heads=i["num_heads"], stem=i["stem"], freeze=i["freeze"], **dict(i["kwargs"]))
+
+
+def image_input_size(model_cfg: Mapping[str, Any]) -> tuple[int, int]:
+    """``(H, W)`` the model's images are resized to (what the data path decodes to), from the ``model`` node."""
+    return cast(tuple[int, int], tuple(build_vision_encoder(model_cfg["image"], weights=False).data_config["img_size"]))

@@ -66,6 +66,46 @@ class GroupedBatchSampler(Sampler[list[int]]):
                 yield flat[s:s + self.batch_size]
 
 
+class Questions:
+    """A split's questions in the form batches need: the records, tokenised questions (lists of ids, no
+    padding) and sparse soft targets ``[(answer index, score)]``, with the answer-vocabulary size and the
+    padding id."""
+
+    def __init__(self, records: Sequence[QARecord], input_ids: Sequence[Sequence[int]],
+                 targets: Sequence[Sequence[tuple[int, float]]], num_answers: int, pad_id: int) -> None:
+        self.records, self.input_ids, self.targets = records, input_ids, targets
+        self.num_answers, self.pad_id = num_answers, pad_id
+
+
+def question_batch(q: Questions, idx: Sequence[int], image_index: Sequence[int], visual_key: str,
+                   visuals: Tensor) -> dict[str, Any]:
+    """The batch dict of questions ``idx`` (positions in ``q``) whose images are the rows ``image_index [B]``
+    of ``visuals`` (``[U,3,H,W]`` images or ``[U,T,3,H,W]`` clips, under ``visual_key``): padded token ids
+    and mask ``[B,L]``, dense soft targets ``[B,V]`` and the raw fields the metrics read."""
+    length = max(len(q.input_ids[i]) for i in idx)
+    ids = torch.full((len(idx), length), q.pad_id, dtype=torch.long)  # [B,L]
+    mask = torch.zeros((len(idx), length), dtype=torch.long)
+    target = torch.zeros((len(idx), q.num_answers))  # [B,V]
+    for b, i in enumerate(idx):
+        t = q.input_ids[i]
+        ids[b, :len(t)] = torch.as_tensor(t)
+        mask[b, :len(t)] = 1
+        for a, s in q.targets[i]:
+            target[b, a] = s
+    recs = [q.records[i] for i in idx]
+    return {
+        "text": {"input_ids": ids, "attention_mask": mask},
+        visual_key: visuals,
+        "image_index": torch.as_tensor(list(image_index), dtype=torch.long),  # [B]
+        "targets": {"vqa": target},
+        "question_id": [r.question_id for r in recs],
+        "question": [r.question for r in recs],
+        "answers": [list(r.answers) for r in recs],
+        "answer_type": [r.answer_type for r in recs],
+        "question_type": [r.question_type for r in recs],
+    }
+
+
 class QABatchDataset(Dataset):
     """Indexed by a list of question indices; returns the collated batch dict.
 
@@ -94,8 +134,7 @@ class QABatchDataset(Dataset):
                  seed: int = 0, videos: Any = None, skip_bad: bool = False) -> None:
         self.records, self.images, self.image_rows = records, images, list(image_rows)
         self.skip_bad = skip_bad
-        self.input_ids, self.targets = input_ids, targets
-        self.num_answers, self.pad_id = num_answers, pad_id
+        self.questions = Questions(records, input_ids, targets, num_answers, pad_id)
         self.augment_ops, self.load_image, self.videos = list(augment_ops), load_image, videos
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -138,27 +177,5 @@ class QABatchDataset(Dataset):
             # [U,3,H,W] uint8: cached rows, or this batch's decoded images
             images = self.images[uniq] if self.images is not None else torch.stack([decoded[r] for r in uniq])
             images = augment(images, self.augment_ops, self.generator)
-        length = max(len(self.input_ids[i]) for i in idx)
-        ids = torch.full((len(idx), length), self.pad_id, dtype=torch.long)  # [B,L]
-        mask = torch.zeros((len(idx), length), dtype=torch.long)
-        target = torch.zeros((len(idx), self.num_answers))  # [B,V]
-        for b, i in enumerate(idx):
-            t = self.input_ids[i]
-            ids[b, :len(t)] = torch.as_tensor(t)
-            mask[b, :len(t)] = 1
-            for a, s in self.targets[i]:
-                target[b, a] = s
-        recs = [self.records[i] for i in idx]
-        extra = {"dropped": dropped} if dropped else {}
-        return {
-            **extra,
-            "text": {"input_ids": ids, "attention_mask": mask},
-            visual_key: images,
-            "image_index": torch.as_tensor([pos[r] for r in rows], dtype=torch.long),  # [B]
-            "targets": {"vqa": target},
-            "question_id": [r.question_id for r in recs],
-            "question": [r.question for r in recs],
-            "answers": [list(r.answers) for r in recs],
-            "answer_type": [r.answer_type for r in recs],
-            "question_type": [r.question_type for r in recs],
-        }
+        batch = question_batch(self.questions, idx, [pos[r] for r in rows], visual_key, images)
+        return {**batch, "dropped": dropped} if dropped else batch

@@ -15,12 +15,13 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from mmfuse.data.answer_tokens import AnswerTokenizer
-from mmfuse.data.batching import GroupedBatchSampler, QABatchDataset
+from mmfuse.data.batching import GroupedBatchSampler, QABatchDataset, Questions
 from mmfuse.data.images import ImageLoader, check_images, load_images
 from mmfuse.data.mixture import MixtureBatchSampler, MixtureDataset
 from mmfuse.data.schema import QARecord
 from mmfuse.data.sources import load_records
 from mmfuse.data.splits import DatasetSpec, carve_validation, dataset_specs, media_of
+from mmfuse.data.streaming import StreamedSplit
 from mmfuse.data.tokenizer import build_tokenizer
 from mmfuse.data.video_store import VideoStore
 from mmfuse.data.vocab import AnswerVocab
@@ -134,17 +135,25 @@ class VQADataModule(L.LightningDataModule):
         """The split's tensors: one ``QABatchDataset``, or a ``MixtureDataset`` of one per dataset."""
         if len(self.specs) == 1:
             return self._build_one(self.specs[0].name, split)
-        parts = {spec.name: self._build_one(spec.name, split) for spec in self.specs
+        # a mixture holds in-memory / lazy datasets only (config_checks refuses a prepared entry)
+        parts = {spec.name: cast(QABatchDataset, self._build_one(spec.name, split)) for spec in self.specs
                  if self.dataset_records(spec.name, split)}
         self.records[split] = [r for ds in parts.values() for r in ds.records]  # after any skipped records
         return MixtureDataset(parts)
 
-    def _build_one(self, name: str, split: str) -> QABatchDataset:
+    def _build_one(self, name: str, split: str) -> QABatchDataset | StreamedSplit:
         if self.vocab is None or self.tokenizer is None or self.img_size is None:
             raise RuntimeError("VQADataModule: call prepare() and set img_size before building tensors")
         c = self.cfg
         records = self.dataset_records(name, split)
         key = split if len(self.specs) == 1 else f"{name}/{split}"
+        spec = next(s for s in self.specs if s.name == name)
+        if spec.source == "prepared":  # images streamed from the prepared chunks: nothing to check or decode here
+            streamed = StreamedSplit(str(spec.root), split, self._questions(records), self.img_size,
+                                     list(c.augment) if split == "train" else [], self.seed)
+            if streamed.skipped:  # left out when the dataset was prepared (data.skip_bad_records)
+                self.skipped[key] = streamed.skipped
+            return streamed
         visuals = self._videos(records, split, key) if media_of(records, key) == "video" else self._images(records)
         keys, bad = visuals.pop("keys"), visuals.pop("bad")
         if bad:
@@ -161,15 +170,21 @@ class VQADataModule(L.LightningDataModule):
         if not records:
             raise DataError(f"split {split!r} of dataset {name!r} has no usable questions")
         row = {k: i for i, k in enumerate(keys)}
-        enc = self.tokenizer([r.question for r in records], truncation=True,
-                             max_length=c.max_question_length, add_special_tokens=True)
-        targets = [self.vocab.soft_target(r) for r in records]
+        q = self._questions(records)
         return QABatchDataset(
-            records, visuals.get("images"), [row[r.image_key] for r in records], enc["input_ids"], targets,
-            len(self.vocab), int(self.tokenizer.pad_token_id or 0),
-            augment_ops=list(c.augment) if split == "train" else [], load_image=visuals.get("load_image"),
-            seed=self.seed, videos=visuals.get("videos"), skip_bad=bool(c.skip_bad_records),
+            records, visuals.get("images"), [row[r.image_key] for r in records], q.input_ids, q.targets,
+            q.num_answers, q.pad_id, augment_ops=list(c.augment) if split == "train" else [],
+            load_image=visuals.get("load_image"), seed=self.seed, videos=visuals.get("videos"),
+            skip_bad=bool(c.skip_bad_records),
         )
+
+    def _questions(self, records: list[QARecord]) -> Questions:
+        """The questions tokenised and their soft targets (prepare() built the tokenizer and vocabulary)."""
+        assert self.vocab is not None and self.tokenizer is not None
+        enc = self.tokenizer([r.question for r in records], truncation=True,
+                             max_length=self.cfg.max_question_length, add_special_tokens=True)
+        return Questions(records, enc["input_ids"], [self.vocab.soft_target(r) for r in records], len(self.vocab),
+                         int(self.tokenizer.pad_token_id or 0))
 
     def _images(self, records: list[QARecord]) -> dict[str, Any]:
         """``cache_images``: decode each image once, at the model's size, into one ``[I,3,H,W]`` tensor.
@@ -215,6 +230,8 @@ class VQADataModule(L.LightningDataModule):
         if split not in self.datasets:
             self.datasets[split] = self._build(split)
         ds, c, train = self.datasets[split], self.cfg, split == "train"
+        if isinstance(ds, StreamedSplit):
+            return ds.loader(c.batch_size if train else c.eval_batch_size, shuffle=train, num_workers=c.num_workers)
         if isinstance(ds, MixtureDataset):
             # one dataset per batch: training picks it by data.sampling, evaluation goes dataset by dataset
             subs = [self._grouped(cast(QABatchDataset, sub), train) for sub in ds.datasets]  # built by _build

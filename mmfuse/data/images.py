@@ -106,7 +106,9 @@ class ImageLoader:
         return load_image(record.image, record.question_id, self.size)
 
 
-def _group_by_image(records: Iterable[QARecord]) -> dict[str, tuple[str, list[QuestionId]]]:
+def group_by_image(records: Iterable[QARecord]) -> dict[str, tuple[str, list[QuestionId]]]:
+    """image key -> (its file, the ids of its questions), in first-use order; one key naming two files is
+    a DataError (image-once encoding would be wrong)."""
     groups: dict[str, tuple[str, list[QuestionId]]] = {}
     for r in records:
         key = r.image_key
@@ -147,7 +149,7 @@ def load_images(
     """
     images: dict[str, torch.Tensor] = {}
     bad: list[BadImage] = []
-    for key, (path, qids) in _group_by_image(records).items():
+    for key, (path, qids) in group_by_image(records).items():
         try:
             images[key] = load_image(path, qids[0], size=size)
         except DataError as e:
@@ -164,7 +166,7 @@ def check_images(records: Iterable[QARecord], skip_bad: bool = False) -> tuple[l
     ``skip_bad``; else the first bad one raises :class:`DataError`)."""
     keys: list[str] = []
     bad: list[BadImage] = []
-    for key, (path, qids) in _group_by_image(records).items():
+    for key, (path, qids) in group_by_image(records).items():
         try:
             check_image(path, qids[0])
             keys.append(key)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mmfuse.data.frames import sample_frame_indices
-from mmfuse.data.images import BadImage, _group_by_image
+from mmfuse.data.images import BadImage, group_by_image
 from mmfuse.data.schema import QARecord, QuestionId
 from mmfuse.data.video_io import count_frames, read_frames
 from mmfuse.errors import DataError, ShortVideo
@@ -92,7 +92,7 @@ class VideoStore:
         """
         keys, paths, qids, lengths, frames, bad = [], [], [], [], [], []
         cached_bytes = 0  # running total: summing the list each time would be quadratic in the videos
-        for key, (path, ids) in _group_by_image(records).items():
+        for key, (path, ids) in group_by_image(records).items():
             try:
                 n = count_frames(path, ids[0])
                 if cache:  # decode now: unreadable files surface at build time, not mid-epoch
