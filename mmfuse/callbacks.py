@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -73,3 +75,35 @@ class DroppedQuestions(L.Callback):
                 for stage, ids in part.items():
                     seen.setdefault(stage, set()).update(ids)
         return {stage: len(ids) for stage, ids in sorted(seen.items())}
+
+
+class BatchAudit(L.Callback):
+    """``trainer.audit_batches``: every process writes the question ids of each training epoch's batches to
+    ``<out>/rank<r>_epoch<e>.json``: ``{"batches": n, "question_ids": [...], "padding_ids": [...],
+    "padding_batches": k}``
+    (padding: the batches a streamed loader repeats so the processes take as many steps). How the data was
+    split across processes, checkable after the run."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        self.ids: list[Any] = []
+        self.padding_ids: list[Any] = []
+        self.padding = self.batches = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.ids, self.padding_ids, self.padding, self.batches = [], [], 0, 0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self.batches += 1
+        if batch.get("padding"):
+            self.padding_ids.extend(batch["question_id"])
+            self.padding += 1
+        else:
+            self.ids.extend(batch["question_id"])
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / f"rank{trainer.global_rank}_epoch{trainer.current_epoch}.json"
+        path.write_text(json.dumps({"batches": self.batches, "question_ids": self.ids, "padding_ids": self.padding_ids,
+                                    "padding_batches": self.padding}))

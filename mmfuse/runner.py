@@ -4,12 +4,17 @@ checkpoint. It sits below the entry points, which import it and never each other
 
 from __future__ import annotations
 
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.rank_zero import _get_rank
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig
@@ -19,16 +24,41 @@ from mmfuse.callbacks import DroppedQuestions
 from mmfuse.data.datamodule import VQADataModule
 from mmfuse.data.tokenizer import tokenizer_from_json
 from mmfuse.data.vocab import AnswerVocab
+from mmfuse.errors import ConfigError
 from mmfuse.systems import SYSTEMS, BaseSystem
 
-__all__ = ["build_datamodule", "build_trainer", "load_system", "make_run_dir", "progress_bar",
+__all__ = ["RUN_DIR_ENV", "build_datamodule", "build_trainer", "load_system", "make_run_dir", "process_rank",
+           "progress_bar", "shared_run_dir",
            "compile_model", "resumed_vocabularies", "skipped_records", "system_kwargs"]
 
 
+RUN_DIR_ENV = "MMFUSE_RUN_DIR"  # the run directory, for the processes Lightning launches for the same run
+
+
+def process_rank() -> int:
+    """This process's global rank as its launcher set it (Lightning's own, torchrun, SLURM); 0 when alone.
+    Known before any process group exists."""
+    return _get_rank() or 0
+
+
 def make_run_dir(cfg: DictConfig) -> Path:
-    """``cfg.run_dir`` or ``<output_dir>/<name>/<timestamp>`` (made unique)."""
+    """``cfg.run_dir``, else ``<output_dir>/<name>/<timestamp>`` (made unique).
+
+    Every process of a distributed run must agree: the processes Lightning launches inherit the directory
+    of the first (:func:`shared_run_dir`); processes started by torchrun or SLURM use the job's id, and
+    without one ``run_dir`` must be given."""
+    inherited = os.environ.get(RUN_DIR_ENV)
+    elastic = os.environ.get("TORCHELASTIC_RUN_ID", "none")  # torchrun's "none" is no id
+    job = elastic if elastic != "none" else os.environ.get("SLURM_JOB_ID")
     if cfg.run_dir:
         path = Path(cfg.run_dir)
+    elif inherited:
+        path = Path(inherited)
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if not job:
+            raise ConfigError("a distributed run started by an external launcher needs run_dir=<shared folder> "
+                              "(every process must write to the same run directory)")
+        path = Path(cfg.output_dir) / cfg.name / f"job-{job}"
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path(cfg.output_dir) / cfg.name / stamp
@@ -37,6 +67,21 @@ def make_run_dir(cfg: DictConfig) -> Path:
             path, n = Path(cfg.output_dir) / cfg.name / f"{stamp}-{n}", n + 1
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def shared_run_dir(path: Path) -> Iterator[None]:
+    """Within the block, processes launched for this run (Lightning's DDP launcher starts them inside
+    ``trainer.fit``) inherit ``path`` as their run directory."""
+    before = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(path)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = before
 
 
 def build_datamodule(cfg: DictConfig, run_dir: Path | None = None, **kwargs: Any) -> VQADataModule:
@@ -65,6 +110,9 @@ def progress_bar(cfg: DictConfig) -> list[L.Callback]:
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback], logger: bool = True) -> L.Trainer:
     """A ``Trainer`` from ``cfg.trainer`` writing into ``run_dir`` (``logger=False``: no logger, as in evaluation)."""
     t = cfg.trainer
+    # mmfuse logs epoch values its torchmetrics objects have already synced across processes; Lightning's
+    # advice to add sync_dist=True to those would reduce them a second time
+    warnings.filterwarnings("ignore", message=r".*sync_dist=True.* when logging on epoch level in distributed")
     if t.num_threads:
         torch.set_num_threads(int(t.num_threads))
     loggers: list[Any] = []
@@ -74,6 +122,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback], l
         loggers.append(TensorBoardLogger(str(run_dir), name="", version="tensorboard"))
     return L.Trainer(
         max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+        num_nodes=t.num_nodes,
         strategy=t.strategy, precision=t.precision, log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, limit_test_batches=t.limit_test_batches,

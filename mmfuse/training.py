@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig
 from torch import nn
 
-from mmfuse.callbacks import DroppedQuestions, SpeedMonitor
+from mmfuse.callbacks import BatchAudit, DroppedQuestions, SpeedMonitor
 from mmfuse.config import save_config, to_container
 from mmfuse.data.schema import QARecord
 from mmfuse.data.tokenizer import tokenizer_to_json
@@ -23,7 +23,9 @@ from mmfuse.runner import (
     build_trainer,
     compile_model,
     make_run_dir,
+    process_rank,
     resumed_vocabularies,
+    shared_run_dir,
     skipped_records,
     system_kwargs,
 )
@@ -60,8 +62,11 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
     if rl:
         cfg, init = rl_config(cfg)
     run_dir = make_run_dir(cfg)
-    save_config(cfg, run_dir / "config.yaml")
-    dm = build_datamodule(cfg, run_dir, **resumed_vocabularies(cfg.resume or (cfg.rl.init_from if rl else None)))
+    zero = process_rank() == 0  # the run directory's files are written once, by the first process
+    if zero:
+        save_config(cfg, run_dir / "config.yaml")
+    dm = build_datamodule(cfg, run_dir if zero else None,
+                          **resumed_vocabularies(cfg.resume or (cfg.rl.init_from if rl else None)))
     dm.records.update(records or {})
     dm.prepare()
     assert dm.vocab is not None  # prepare() built it
@@ -92,19 +97,26 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
                                          save_top_k=1, enable_version_counter=False))
     if cfg.trainer.logger != "none":
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if cfg.trainer.audit_batches:
+        callbacks.append(BatchAudit(run_dir / "audit"))
     trainer = build_trainer(cfg, run_dir, callbacks)
-    trainer.fit(system, datamodule=dm, ckpt_path=cfg.resume)
+    with shared_run_dir(run_dir):  # a DDP launcher starts the other processes inside fit
+        trainer.fit(system, datamodule=dm, ckpt_path=cfg.resume)
     fit_s = time.perf_counter() - start
     best = ckpt.best_model_path or None
     test = trainer.test(system, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
+    skipped = skipped_records(dm, dropped)  # every process takes part (gathers the counts)
+    if not trainer.is_global_zero:  # the test predictions were gathered on every process; one writes them
+        return {"run_dir": str(run_dir), "global_rank": trainer.global_rank, "best_checkpoint": best}
     evaluation = finish_datasets(run_dir / "eval_test", dm, system.predictions, cfg, "test", best)
-    skipped = skipped_records(dm, dropped)
     if len(system.active) > 1:
         from mmfuse.viz.multitask import write_multitask_plot
 
         write_multitask_plot(run_dir)
     result = {
         "run_dir": str(run_dir),
+        "global_rank": 0,
+        "world_size": trainer.world_size,
         "best_checkpoint": best,
         "best_val": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
         "test": _floats(test),

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"config error: {e}", file=sys.stderr)
             return 2
     result = mmfuse.evaluate(cfg)
-    print_summary(result)
+    if result["global_rank"] == 0:  # in a distributed run, the first process reports
+        print_summary(result)
     return 0
 
 

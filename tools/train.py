@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.folds is not None:
         return report_cv(mmfuse.cross_validate(cfg, args.folds))
     result = mmfuse.train(cfg)
+    if result["global_rank"] != 0:  # in a distributed run, the first process reports
+        return 0
     print(f"\nrun directory: {result['run_dir']}")
     print(f"best checkpoint: {result['best_checkpoint']}")
     print("test split (official VQA accuracy):")

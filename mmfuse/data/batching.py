@@ -6,13 +6,14 @@ splits batches across processes unchanged (each rank gets whole batches)."""
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence, Sized
+from typing import Any, cast
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from mmfuse.data.schema import QARecord
 from mmfuse.data.transforms import augment
@@ -157,6 +158,8 @@ class QABatchDataset(Dataset):
         return kept, decoded, dropped
 
     def __getitem__(self, idx: list[int]) -> dict[str, Any]:
+        if isinstance(idx, PaddingBatch):
+            return {**self[list(idx)], "padding": True}
         decoded: dict[int, Tensor] = {}
         dropped: list[Any] = []
         if self.videos is None and self.images is None:
@@ -179,3 +182,31 @@ class QABatchDataset(Dataset):
             images = augment(images, self.augment_ops, self.generator)
         batch = question_batch(self.questions, idx, [pos[r] for r in rows], visual_key, images)
         return {**batch, "dropped": dropped} if dropped else batch
+
+
+class PaddingBatch(list):
+    """The question indices of a batch given only to keep the processes in step: its batch dict says
+    ``"padding": True``, and evaluation neither scores nor predicts it."""
+
+
+class EvalShardSampler(DistributedSampler):
+    """Process ``rank`` of ``num_replicas`` takes every ``num_replicas``-th batch of ``sampler``, starting at its
+    rank: every batch exactly once across the processes. DDP synchronises every forward pass, so all processes
+    must run as many batches: those with fewer end with repeats of their first batch, as
+    :class:`PaddingBatch` es, which evaluation runs but neither scores nor predicts (``DistributedSampler``'s
+    padding would count those questions twice). A ``DistributedSampler`` subclass, so Lightning does not
+    wrap it again."""
+
+    def __init__(self, sampler: Sampler[list[int]], num_replicas: int, rank: int) -> None:
+        # no super().__init__: that wants a dataset; this shards whole batches of ``sampler``
+        self.sampler, self.num_replicas, self.rank = sampler, num_replicas, rank
+        self.epoch, self.shuffle, self.drop_last = 0, False, False
+
+    def __iter__(self) -> Iterator[list[int]]:  # yields batches, not indices
+        mine = list(itertools.islice(iter(self.sampler), self.rank, None, self.num_replicas))
+        first = next(iter(self.sampler), [])  # the run's first batch pads a process that got none
+        pad = mine[0] if mine else first
+        return iter(mine + [PaddingBatch(pad)] * (len(self) - len(mine)))
+
+    def __len__(self) -> int:
+        return math.ceil(len(cast(Sized, self.sampler)) / self.num_replicas)

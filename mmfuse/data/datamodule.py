@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from mmfuse.data.answer_tokens import AnswerTokenizer
-from mmfuse.data.batching import GroupedBatchSampler, QABatchDataset, Questions
+from mmfuse.data.batching import EvalShardSampler, GroupedBatchSampler, QABatchDataset, Questions
 from mmfuse.data.images import ImageLoader, check_images, load_images
 from mmfuse.data.mixture import MixtureBatchSampler, MixtureDataset
 from mmfuse.data.schema import QARecord
@@ -28,6 +28,11 @@ from mmfuse.data.vocab import AnswerVocab
 from mmfuse.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+
+def _world_size() -> int:
+    return torch.distributed.get_world_size() if torch.distributed.is_available() and \
+        torch.distributed.is_initialized() else 1
 SPLITS = ("train", "val", "test")
 __all__ = ["DatasetSpec", "SPLITS", "VQADataModule", "carve_validation", "dataset_specs", "media_of"]
 
@@ -66,6 +71,7 @@ class VQADataModule(L.LightningDataModule):
         self.by_dataset: dict[str, dict[str, list[QARecord]]] = {s.name: {} for s in self.specs}
         self.datasets: dict[str, Any] = {}  # QABatchDataset (one dataset) or MixtureDataset
         self.skipped: dict[str, int] = {}
+        self.test_split = "test"  # the split the test loop runs (evaluate() may test on val)
         self.padded_videos: dict[str, int] = {}  # split (or dataset/split) -> videos shorter than num_frames
 
     # -- records, vocabulary, tokenizer ------------------------------------------------------
@@ -213,7 +219,8 @@ class VQADataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": (self.test_split,),
+                  "predict": (self.test_split,)}
         for split in wanted.get(stage or "", SPLITS):
             if split not in self.datasets:
                 self.datasets[split] = self._build(split)
@@ -230,7 +237,7 @@ class VQADataModule(L.LightningDataModule):
         if split not in self.datasets:
             self.datasets[split] = self._build(split)
         ds, c, train = self.datasets[split], self.cfg, split == "train"
-        if isinstance(ds, StreamedSplit):
+        if isinstance(ds, StreamedSplit):  # LitData shards it across processes itself
             return ds.loader(c.batch_size if train else c.eval_batch_size, shuffle=train, num_workers=c.num_workers)
         if isinstance(ds, MixtureDataset):
             # one dataset per batch: training picks it by data.sampling, evaluation goes dataset by dataset
@@ -239,6 +246,12 @@ class VQADataModule(L.LightningDataModule):
                                                temperature=c.sampling_temperature, seed=self.seed)
         else:
             sampler = self._grouped(ds, train)
+        if not train and _world_size() > 1:
+            # Evaluation batches go to the processes once each, unpadded (Lightning's wrapper would repeat some,
+            # counting their questions twice in the metrics); uneven counts are fine: nothing syncs per step.
+            sampler = EvalShardSampler(sampler, torch.distributed.get_world_size(), torch.distributed.get_rank())
+        # Training: Lightning wraps the sampler (DistributedSamplerWrapper): each process takes every
+        # world_size-th batch of the epoch's order, the last few batches repeated so all get as many.
         # batch_size=None: the sampler yields whole batches (lists), the dataset collates them.
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=c.num_workers,
                           persistent_workers=c.num_workers > 0)
@@ -250,7 +263,7 @@ class VQADataModule(L.LightningDataModule):
         return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._loader(self.test_split)
 
     def loader(self, split: str) -> DataLoader:
         """Evaluation loader of any split (no shuffling, no augmentation)."""

@@ -17,6 +17,8 @@ from typing import Any, cast
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from mmfuse.data.batching import PaddingBatch
+
 STRATEGIES = ("proportional", "round_robin", "temperature")
 # Evaluation only: each sub-batch exactly once, dataset after dataset (no mixing, no repeats).
 SEQUENTIAL = "sequential"
@@ -224,4 +226,6 @@ class MixtureDataset(Dataset):
         # Shallow copy: never mutate a dict the sub-dataset might cache and hand out again.
         out = dict(batch)
         out["dataset"] = self.names[d]
+        if isinstance(idx, PaddingBatch):  # evaluation keeps the processes in step with it; not scored
+            out["padding"] = True
         return out

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from litdata import StreamingDataLoader, StreamingDataset
 
 from mmfuse.data.batching import Questions, question_batch
 from mmfuse.data.images import load_image
@@ -86,6 +87,26 @@ class StreamCollate:
         return question_batch(self.questions, idx, image_index, "image", images)
 
 
+class EvenStreamingDataLoader(StreamingDataLoader):
+    """A ``StreamingDataLoader`` that, given ``num_batches``, pads its epoch to that many batches by repeating its
+    first ones (each marked ``"padding": True``)."""
+
+    num_batches: int | None = None
+
+    def __len__(self) -> int:
+        return self.num_batches if self.num_batches is not None else super().__len__()
+
+    def __iter__(self) -> Any:
+        need = max(0, (self.num_batches or 0) - super().__len__())  # padding batches this process owes
+        first: list[Any] = []
+        for batch in super().__iter__():
+            if len(first) < need:
+                first.append(batch)
+            yield batch
+        for i in range(need):
+            yield {**first[i % len(first)], "padding": True} if first else {"question_id": [], "padding": True}
+
+
 class StreamedSplit:
     """One split of a prepared dataset: its questions, and a LitData loader of whole-image batches.
 
@@ -115,11 +136,19 @@ class StreamedSplit:
         return len(self.records)
 
     def loader(self, batch_size: int, shuffle: bool, num_workers: int) -> Any:
-        """A ``litdata.StreamingDataLoader`` of batches of about ``batch_size`` questions (whole images)."""
-        from litdata import StreamingDataLoader, StreamingDataset
+        """A ``litdata.StreamingDataLoader`` of batches of about ``batch_size`` questions (whole images).
 
+        LitData gives each process whole chunks, every image once (``drop_last=False``). DDP synchronises every
+        forward pass, so in a distributed run each process pads its epoch to the longest process's number of
+        batches by repeating its first batches (marked ``"padding": True``; at most about one chunk's images):
+        training trains on them, evaluation runs them without scoring them."""
         dataset = StreamingDataset(split_dir(self.root, self.split), shuffle=shuffle, drop_last=False, seed=self.seed)
         images = max(1, round(batch_size / self.questions_per_image))
         collate = StreamCollate(self.questions, self.augment_ops if shuffle else (), self.seed)
-        return StreamingDataLoader(dataset, batch_size=images, num_workers=num_workers, collate_fn=collate,
-                                   shuffle=shuffle, drop_last=False)
+        loader = EvenStreamingDataLoader(dataset, batch_size=images, num_workers=num_workers, collate_fn=collate,
+                                         shuffle=shuffle, drop_last=False)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            longest = torch.tensor(len(loader))
+            torch.distributed.all_reduce(longest, op=torch.distributed.ReduceOp.MAX)
+            loader.num_batches = int(longest)
+        return loader

@@ -3,10 +3,11 @@ on the training questions with ``tokenizers`` (saved with the run and inside che
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -19,13 +20,38 @@ def _wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
     )
 
 
+def wordpiece_vocab(texts: Iterable[str], vocab_size: int = 1000, lowercase: bool = True) -> dict[str, int]:
+    """A WordPiece vocabulary of ``texts``, the same on every call and in every process.
+
+    Ids: the special tokens, every character seen, alone and as a ``##`` continuation (so any word of seen
+    characters can be spelt), then whole words by frequency (ties alphabetical) up to ``vocab_size``. A
+    word outside the vocabulary is split by WordPiece's greedy longest match.
+    (``tokenizers``' own WordPiece trainer breaks ties between equally frequent merges in an order that
+    changes from process to process: two runs, or two ranks of one distributed run, would number tokens
+    differently.)
+    """
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    splitter = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(w for w, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for w in counts for c in w})  # each as a word start and as a continuation: any word
+    alphabet = chars + ["##" + c for c in chars]      # made of seen characters can be spelt
+    vocab = dict.fromkeys([*SPECIALS, *alphabet])
+    for word in sorted(counts, key=lambda w: (-counts[w], w)):
+        if len(vocab) >= vocab_size:
+            break
+        vocab.setdefault(word)
+    return {token: i for i, token in enumerate(vocab)}
+
+
 def train_wordpiece(texts: Iterable[str], vocab_size: int = 1000, lowercase: bool = True) -> PreTrainedTokenizerFast:
-    """Train a BERT-style WordPiece tokenizer (``[CLS] question [SEP]``) on ``texts``."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    """A BERT-style WordPiece tokenizer (``[CLS] question [SEP]``) with the vocabulary of
+    :func:`wordpiece_vocab` (deterministic)."""
+    tok = Tokenizer(models.WordPiece(wordpiece_vocab(texts, vocab_size, lowercase), unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False)
-    tok.train_from_iterator(list(texts), trainer=trainer)
+    tok.decoder = decoders.WordPiece()
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]

@@ -50,13 +50,17 @@ def evaluate(cfg: DictConfig, fusion: nn.Module | None = None, report: bool | No
         if cfg.eval.task not in system.active:
             raise ConfigError(f"eval.task={cfg.eval.task!r} but the checkpoint trained {system.active}")
         system.prediction_task = cfg.eval.task
-    loader = dm.loader(split)  # builds the split; unreadable images may drop records (skip_bad_records)
+    dm.test_split = split  # the test loop runs this split; the data module builds its loader once the
+    # processes exist, so in a distributed run each takes its share of the batches, once each
     dropped = DroppedQuestions(test_split=split)
     trainer = build_trainer(cfg, run_dir, [dropped], logger=False)
-    lightning = trainer.test(system, dataloaders=loader, verbose=False)[0]
+    lightning = trainer.test(system, datamodule=dm, verbose=False)[0]
+    skipped = skipped_records(dm, dropped)  # every process takes part (gathers the counts)
+    if not trainer.is_global_zero:  # predictions were gathered on every process; the first writes them
+        return {"global_rank": trainer.global_rank}
     out_dir = Path(cfg.eval.output) if cfg.eval.output else run_dir / f"eval_{split}"
     metrics = finish_datasets(out_dir, dm, system.predictions, cfg, split, str(ckpt_path),
-                              extra={"skipped_bad_records": skipped_records(dm, dropped),
+                              extra={"skipped_bad_records": skipped, "world_size": trainer.world_size,
                                      "padded_short_videos": dict(dm.padded_videos),
                                      "lightning": {k: float(v) for k, v in lightning.items()}})
     if cfg.eval.report if report is None else report:
@@ -64,4 +68,5 @@ def evaluate(cfg: DictConfig, fusion: nn.Module | None = None, report: bool | No
 
         metrics["report"] = str(write_report(out_dir, run_dir, system, dm, split, cfg.eval.report_samples, cfg.seed))
     metrics["output"] = str(out_dir / "metrics.json")
+    metrics["global_rank"] = 0
     return metrics

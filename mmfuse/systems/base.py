@@ -12,13 +12,14 @@ from typing import Any, cast
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import Metric
+from torchmetrics import MeanMetric, Metric
 
 from mmfuse.config import complete_config
 from mmfuse.model import FusionModel, build_model
 from mmfuse.tasks import TaskContext, TaskResult, build_heads, build_tasks, primary_task
 
 STAGES = ("train", "val", "test")
+TOTAL = "__total__"  # the weighted sum's slot among the per-task evaluation losses
 __all__ = ["STAGES", "BaseSystem"]
 
 
@@ -76,6 +77,8 @@ class BaseSystem(L.LightningModule):
         keys = [(s, t, d) for s in STAGES for t in self.active for d in self._dataset_slots()]
         # ModuleDict keys must not shadow nn.Module attributes ("train"), hence the suffixes.
         self.metrics = nn.ModuleDict({self._key(*k): self.tasks[k[1]].make_metric() for k in keys})
+        self.eval_losses = nn.ModuleDict({f"{s}__{t}": MeanMetric(nan_strategy="disable") for s in ("val", "test")
+                                          for t in [*self.active, TOTAL]})
 
     def _dataset_slots(self) -> list[str | None]:
         """None (all datasets together), then each dataset when there are several."""
@@ -94,6 +97,9 @@ class BaseSystem(L.LightningModule):
         (None for a batch whose every image was unreadable: ``data.skip_bad_records`` dropped it whole)."""
         if not batch["question_id"]:
             return None
+        if batch.get("padding") and stage != "train":
+            self.model(batch)  # a repeat that keeps the processes in step (DDP syncs every forward): not scored
+            return None
         out = self.model(batch)
         dataset = batch.get("dataset", self.datasets[0])
         names = self.dataset_tasks.get(dataset, self.active)
@@ -104,15 +110,24 @@ class BaseSystem(L.LightningModule):
             result = self.tasks[name].run(self.model.heads[name], out, batch, self.model, predict)
             if result.loss is not None:
                 losses[name] = result.loss
-                self.log(f"{stage}/loss/{name}", result.loss, on_epoch=True, on_step=False, batch_size=n,
-                         sync_dist=stage != "train", add_dataloader_idx=False)
+                self._log_loss(stage, name, result.loss, n)
             self._update_metrics(stage, name, dataset, result, batch)
         if not losses:
             return None
         total = self.total_loss(losses, stage, n)
-        self.log(f"{stage}/loss", total, on_step=stage == "train", on_epoch=True, batch_size=n,
-                 prog_bar=stage == "train", sync_dist=stage != "train", add_dataloader_idx=False)
+        self._log_loss(stage, None, total, n)
         return total
+
+    def _log_loss(self, stage: str, task: str | None, loss: Tensor, n: int) -> None:
+        """``<stage>/loss`` (``task`` None) or ``<stage>/loss/<task>``: logged per step in training; in
+        evaluation accumulated in a metric, so the processes of a distributed run sync the same keys in the
+        same order at the epoch's end, whatever batches each got (Lightning's ``sync_dist`` reduces only the
+        keys a process happened to log)."""
+        if stage == "train":
+            self.log("train/loss" + (f"/{task}" if task else ""), loss, on_step=task is None, on_epoch=True,
+                     batch_size=n, prog_bar=task is None, add_dataloader_idx=False)
+        else:
+            cast(MeanMetric, self.eval_losses[f"{stage}__{task or TOTAL}"]).update(loss.detach(), weight=n)
 
     def total_loss(self, losses: Mapping[str, Tensor], stage: str, batch_size: int) -> Tensor:
         """The task losses combined: ``Σ_t weight_t · L_t`` with the tasks' static weights."""
@@ -139,6 +154,12 @@ class BaseSystem(L.LightningModule):
 
     def _epoch_end(self, stage: str) -> None:
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if stage != "train":
+            for task in [*self.active, TOTAL]:  # every process, same order: the metrics sync here
+                loss = cast(MeanMetric, self.eval_losses[f"{stage}__{task}"])
+                if seen_anywhere(loss, dist):
+                    self.log(f"{stage}/loss" + ("" if task == TOTAL else f"/{task}"), loss.compute(), sync_dist=False)
+                loss.reset()
         for name in self.active:
             for dataset in self._dataset_slots():
                 metric = cast(Metric, self.metrics[self._key(stage, name, dataset)])
@@ -181,3 +202,12 @@ class BaseSystem(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.tokenizer_json = checkpoint.get("mmfuse_tokenizer")
+
+
+def seen_anywhere(metric: MeanMetric, dist: bool) -> bool:
+    """Whether any process updated ``metric`` (a collective in a distributed run: call it on every process)."""
+    if not dist:
+        return bool(metric.update_called)
+    weight = torch.as_tensor(metric.weight, dtype=torch.float64, device=metric.device).sum().reshape(1)
+    torch.distributed.all_reduce(weight)
+    return bool(weight.item() > 0)

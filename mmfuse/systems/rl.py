@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from mmfuse.config import complete_config
 from mmfuse.fusion.base import FusionOutput
@@ -23,7 +24,7 @@ from mmfuse.rl.gae import compute_gae, masked_mean, masked_whiten
 from mmfuse.rl.ppo import AdaptiveKLController, FixedKLController, entropy, explained_variance, policy_loss, value_loss
 from mmfuse.rl.rewards import RewardFn, get_reward
 from mmfuse.rl.rollout import Rollout, collect_rollout, evaluate_actions, select_rows
-from mmfuse.systems.base import BaseSystem
+from mmfuse.systems.base import BaseSystem, seen_anywhere
 from mmfuse.tasks.generation import AnswerGenerationTask
 
 GENERATION = "answer_generation"
@@ -89,6 +90,7 @@ class RLSystem(BaseSystem):
         super().set_answer_types(answer_types, question_types)
         self.sampled = nn.ModuleDict({s: VQAAccuracy(list(answer_types), list(question_types))
                                       for s in ("val", "test")})
+        self.sampled_kl = nn.ModuleDict({s: MeanMetric(nan_strategy="disable") for s in ("val", "test")})
 
     def train(self, mode: bool = True) -> RLSystem:
         super().train(mode)
@@ -192,7 +194,7 @@ class RLSystem(BaseSystem):
 
     # -- evaluation ---------------------------------------------------------------------------------------
     def _sampled_eval(self, batch: dict[str, Any], stage: str) -> None:
-        if not self.rl["eval_sampled"]:
+        if not self.rl["eval_sampled"] or batch.get("padding") or not batch["question_id"]:
             return
         r = self.rl
         with torch.no_grad():
@@ -208,7 +210,7 @@ class RLSystem(BaseSystem):
         if rows:
             cast(VQAAccuracy, self.sampled[stage]).update([texts[i] for i in rows], *([x[i] for i in rows] for x in (
                 batch["answers"], batch["answer_type"], batch["question_type"])))
-        self.log(f"{stage}/kl", kl.mean(), on_epoch=True, on_step=False, batch_size=len(texts), sync_dist=True)
+        cast(MeanMetric, self.sampled_kl[stage]).update(kl.mean(), weight=len(texts))
 
     def on_validation_epoch_start(self) -> None:
         self._reseed_eval()
@@ -226,10 +228,15 @@ class RLSystem(BaseSystem):
         self._sampled_eval(batch, "test")
 
     def _log_sampled(self, stage: str) -> None:
-        metric = cast(VQAAccuracy, self.sampled[stage])
-        if metric.update_called:
+        """``<stage>/sampled/acc`` and ``<stage>/kl``; in a distributed run every process computes (syncs) both."""
+        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        metric, kl = cast(VQAAccuracy, self.sampled[stage]), cast(MeanMetric, self.sampled_kl[stage])
+        if metric.update_called or dist:
             self.log(f"{stage}/sampled/acc", metric.compute()["acc"], sync_dist=False)
+        if seen_anywhere(kl, dist):
+            self.log(f"{stage}/kl", kl.compute(), sync_dist=False)
         metric.reset()
+        kl.reset()
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()

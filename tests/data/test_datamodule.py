@@ -86,3 +86,32 @@ def test_datamodule_batches_map_questions_to_their_images(jsonl_data: dict, tmp_
         assert torch.equal(batch["image"][batch["image_index"][b]], expected)
         # the soft target marks the question's own answer
         assert batch["targets"]["vqa"][b, dm.vocab.index(batch["answers"][b][0])] == 1.0
+
+
+def test_trained_tokenizer_is_the_same_in_every_process() -> None:
+    """Two processes (two runs, or two ranks of a DDP run) train the same WordPiece vocabulary."""
+    import subprocess
+    import sys
+
+    code = ("from mmfuse.data.tokenizer import train_wordpiece; "
+            "qs = [f'is there a {c} {s} in the {w}?' for c in ('red', 'blue', 'teal') for s in ('circle', 'box') "
+            "for w in ('image', 'picture', 'scene')] + ['what color is it?', 'purplish?']; "
+            "print(train_wordpiece(qs, 40).backend_tokenizer.to_str())")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(3)}
+    assert len(outs) == 1
+
+
+def test_wordpiece_vocab_exact() -> None:
+    from mmfuse.data.tokenizer import SPECIALS, train_wordpiece, wordpiece_vocab
+
+    vocab = wordpiece_vocab(["Is it red?", "is it blue", "red"], vocab_size=30)
+    chars = ["?", "b", "d", "e", "i", "l", "r", "s", "t", "u"]
+    alphabet = chars + ["##" + c for c in chars]
+    # words by frequency, ties alphabetical: is, it, red (2 each), then blue (1); "?" is already in the alphabet
+    assert list(vocab) == [*SPECIALS, *alphabet, "is", "it", "red", "blue"]
+    assert list(wordpiece_vocab(["Is it red?", "is it blue", "red"], vocab_size=27)) == [*SPECIALS, *alphabet,
+                                                                                         "is", "it"]
+    tok = train_wordpiece(["Is it red?", "is it blue", "red"], vocab_size=27)
+    assert tok.convert_ids_to_tokens(tok("red bird")["input_ids"]) == ["[CLS]", "r", "##e", "##d", "b", "##i",
+                                                                       "##r", "##d", "[SEP]"]

@@ -20,7 +20,9 @@ from mmfuse.viz.rl import smooth, write_rl_curves
 from tests.conftest import jsonl_overrides, make_jsonl_dataset, run_tool
 
 TINY = str(Path(__file__).parents[1] / "configs" / "tiny.yaml")
-PREFERRED = "circle"
+# A shape answer the start policy gives a few percent (3.7% with this data and seed): PPO needs some of its
+# 4 epochs x 48 sampled answers to hit it. ("circle" starts at 1.7% here and is too rarely sampled.)
+PREFERRED = "rectangle"
 STEP_KEYS = ["rl/score", "rl/reward", "rl/kl", "rl/beta", "rl/policy_loss", "rl/value_loss", "rl/entropy",
              "rl/approx_kl", "rl/clipfrac", "rl/explained_variance", "rl/answer_length", "rl/truncated"]
 
