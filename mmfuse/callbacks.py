@@ -13,16 +13,20 @@ import torch
 
 class SpeedMonitor(L.Callback):
     """Training throughput: questions per second over training batches only (validation,
-    checkpointing and logging between epochs excluded), logged as ``train/samples_per_s``."""
+    checkpointing and logging between epochs excluded), logged as ``train/samples_per_s``; and when the
+    first training step began (``first_step_at``, a ``time.perf_counter()`` reading)."""
 
     def __init__(self) -> None:
         self.samples = 0
         self.seconds = 0.0
         self._t0 = 0.0
+        self.first_step_at: float | None = None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         self._t0 = time.perf_counter()
+        if self.first_step_at is None:
+            self.first_step_at = self._t0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

@@ -40,7 +40,8 @@ __all__ = ["prepare_data"]
 
 def _data_hash(cfg: DictConfig, size: tuple[int, int]) -> str:
     data = to_container(cfg)["data"]
-    keep = {k: data[k] for k in ("source", "root", "train", "val", "test", "val_fraction", "limit_questions")}
+    keep = {k: data[k] for k in ("source", "root", "train", "val", "test", "val_fraction", "limit_questions",
+                                 "jpeg_reduced")}
     return config_hash({"data": keep, "img_size": list(size), "format": FORMAT})
 
 
@@ -96,7 +97,8 @@ def prepare_data(cfg: DictConfig, output: str | Path, splits: Sequence[str] | No
         groups = group_by_image(records)
         items = [(key, path, qids) for key, (path, qids) in groups.items()]
         with tempfile.TemporaryDirectory() as bad_dir:
-            optimize(fn=functools.partial(encode_item, size=size, bad_dir=bad_dir), inputs=items,
+            optimize(fn=functools.partial(encode_item, size=size, bad_dir=bad_dir,
+                                                      reduced=bool(cfg.data.jpeg_reduced)), inputs=items,
                      output_dir=str(out / split), chunk_bytes="64MB", num_workers=num_workers or os.cpu_count() or 1,
                      mode="overwrite", verbose=False)
             bad = read_bad(bad_dir)

@@ -128,6 +128,8 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
         "skipped_bad_records": skipped,
         "padded_short_videos": dict(dm.padded_videos),
         "train_samples_per_s": speed.samples_per_s,
+        # from the call of train() (the data read and checked, the model built) to the first training batch
+        "seconds_to_first_step": None if speed.first_step_at is None else speed.first_step_at - start,
         "fit_seconds": fit_s,
         "wall_seconds": time.perf_counter() - start,
         "training_targets": training_targets(cfg),

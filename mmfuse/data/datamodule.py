@@ -199,11 +199,11 @@ class VQADataModule(L.LightningDataModule):
         assert self.img_size is not None  # _build_one checked it
         skip = bool(self.cfg.skip_bad_records)
         if self.cfg.cache_images:
-            images, bad = load_images(records, skip_bad=skip, size=self.img_size)
+            images, bad = load_images(records, skip_bad=skip, size=self.img_size, reduced=self.cfg.jpeg_reduced)
             keys = sorted(images)
             return {"keys": keys, "bad": bad, "images": torch.stack([images[k] for k in keys])}  # [I,3,H,W]
         keys, bad = check_images(records, skip_bad=skip)
-        return {"keys": keys, "bad": bad, "load_image": ImageLoader(self.img_size)}
+        return {"keys": keys, "bad": bad, "load_image": ImageLoader(self.img_size, self.cfg.jpeg_reduced)}
 
     def _videos(self, records: list[QARecord], split: str, key: str) -> dict[str, Any]:
         """A :class:`VideoStore`: random-segment clips for training, uniform ones for evaluation."""

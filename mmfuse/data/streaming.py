@@ -35,13 +35,14 @@ from mmfuse.errors import DataError
 __all__ = ["FORMAT", "META", "StreamedSplit", "encode_item", "fetch", "is_remote", "read_bad", "read_meta", "split_dir"]
 
 
-def encode_item(item: tuple[str, str, list[Any]], size: tuple[int, int], bad_dir: str) -> dict[str, Any] | None:
+def encode_item(item: tuple[str, str, list[Any]], size: tuple[int, int], bad_dir: str,
+                reduced: bool = True) -> dict[str, Any] | None:
     """The chunk item of one image ``(key, path, question ids)``: its pixels at ``size`` and its questions.
     An image that cannot be decoded gives None (LitData then writes nothing) and a line in ``bad_dir``.
     Runs in LitData's writer processes, so it lives in this light module."""
     key, path, question_ids = item
     try:
-        pixels = load_image(path, question_ids[0], size)  # [3,H,W] uint8
+        pixels = load_image(path, question_ids[0], size, reduced)  # [3,H,W] uint8
     except DataError as e:
         with open(Path(bad_dir) / f"{os.getpid()}.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps({"key": key, "reason": str(e)}) + "\n")

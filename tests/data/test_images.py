@@ -70,7 +70,7 @@ def test_load_images_loads_each_image_once(tmp_path, monkeypatch):
     import mmfuse.data.images as images_mod
 
     real = images_mod.load_image
-    monkeypatch.setattr(images_mod, "load_image", lambda p, q=None, size=None: calls.append(p) or real(p, q, size))
+    monkeypatch.setattr(images_mod, "load_image", lambda p, q=None, **kw: calls.append(p) or real(p, q, **kw))
     images, bad = load_images(records)
     assert bad == [] and sorted(calls) == sorted([a, b])
     assert set(images) == {a, "img-b"}

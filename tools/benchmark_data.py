@@ -1,0 +1,243 @@
+#!/usr/bin/env python
+"""Data path at scale: the in-memory, lazy and streamed (prepared) paths on COCO-like VQAv2-layout data.
+
+For each size N (train images; 640x480 JPEGs, about 5 questions each, plus a 200-image val2014 test split):
+
+* writes the data once (``<output>/data_<N>/``, the official file layout) and prepares it
+  (``tools/prepare_data.py``: time and size);
+* trains 5 steps on each path (``tools/train.py``, the easy-VQA model at 224 px) in its own process: peak
+  RSS (``/usr/bin/time``) and seconds from ``train()``'s call to the first training step;
+* times the training DataLoader alone (no model): images/s at 0, 1 and 2 workers for the lazy and the
+  streamed path, and, lazy with 2 workers, JPEGs decoded at full size instead of reduced scale.
+
+    python tools/benchmark_data.py [--sizes 2000 8000 32000] [--output runs/bench_data] [--force]
+
+Every measurement is kept in ``<output>/results.json`` as soon as it is taken and skipped when the tool runs
+again (``--force`` measures again), so an interrupted run resumes; ``<output>/table.md`` is the README table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import multiprocessing as mp
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PATHS = ("memory", "lazy", "stream")
+COLORS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 70, 220), "yellow": (230, 210, 40),
+          "white": (245, 245, 245), "black": (20, 20, 20)}
+SHAPES = ("box", "ball")
+SIZE = (640, 480)
+
+
+# -- the data ---------------------------------------------------------------------------------------------
+def _image(args: tuple[str, int, int]) -> list[dict[str, Any]]:
+    """Draw one 640x480 JPEG (gradient background, 1-4 shapes) and return its questions."""
+    from PIL import Image, ImageDraw
+
+    path, image_id, seed = args
+    rng = random.Random(seed)
+    top, bottom = rng.randrange(60, 200), rng.randrange(60, 200)
+    im = Image.linear_gradient("L").resize(SIZE).point(lambda v: top + (bottom - top) * v // 255).convert("RGB")
+    draw = ImageDraw.Draw(im)
+    shapes = []
+    for _ in range(rng.randint(1, 4)):
+        color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
+        x, y, w, h = rng.randrange(0, 520), rng.randrange(0, 360), rng.randrange(40, 120), rng.randrange(40, 120)
+        (draw.ellipse if shape == "ball" else draw.rectangle)((x, y, x + w, y + h), fill=COLORS[color])
+        shapes.append((color, shape))
+    im.save(path, quality=90)
+    color, shape = shapes[0]
+    absent = rng.choice([c for c in COLORS if c not in {c for c, _ in shapes}] or ["purple"])
+    qas = [(f"what color is the {shape}?", color, "other"), ("how many shapes are there?", str(len(shapes)), "number"),
+           (f"is there a {color} {shape}?", "yes", "yes/no"), (f"is there a {absent} shape?", "no", "yes/no"),
+           (f"what shape is {color}?", shape, "other"), ("is there a ball?", "yes" if any(s == "ball" for _, s in
+                                                                                          shapes) else "no", "yes/no")]
+    return [{"question": q, "answer": a, "answer_type": t, "image_id": image_id}
+            for q, a, t in rng.sample(qas, rng.choice((4, 5, 5, 6)))]
+
+
+def write_vqav2_like(root: Path, subset: str, n_images: int, seed: int = 0, workers: int = 2) -> dict[str, str]:
+    """``root/<subset>/COCO_<subset>_<id>.jpg`` and the official questions / annotations JSON files;
+    returns the ``data.<split>`` spec for the ``vqav2`` source."""
+    folder = root / subset
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(str(folder / f"COCO_{subset}_{i:012d}.jpg"), i, seed * 10_000_000 + i) for i in range(1, n_images + 1)]
+    with mp.get_context("fork").Pool(workers) as pool:
+        per_image = pool.map(_image, jobs, chunksize=64)
+    questions, annotations = [], []
+    for qas in per_image:
+        for k, qa in enumerate(qas):
+            qid = qa["image_id"] * 10 + k
+            questions.append({"image_id": qa["image_id"], "question": qa["question"], "question_id": qid})
+            annotations.append({"question_id": qid, "image_id": qa["image_id"], "answer_type": qa["answer_type"],
+                                "question_type": " ".join(qa["question"].split()[:2]),
+                                "multiple_choice_answer": qa["answer"],
+                                "answers": [{"answer": qa["answer"], "answer_confidence": "yes", "answer_id": j}
+                                            for j in range(1, 11)]})
+    q_file, a_file = root / f"questions_{subset}.json", root / f"annotations_{subset}.json"
+    q_file.write_text(json.dumps({"data_subtype": subset, "questions": questions}))
+    a_file.write_text(json.dumps({"data_subtype": subset, "annotations": annotations}))
+    return {"questions": str(q_file), "annotations": str(a_file), "images": str(folder)}
+
+
+def dataset(out: Path, n: int) -> Path:
+    """The benchmark dataset of ``n`` train images (written once) and its experiment YAML."""
+    root = out / f"data_{n}"
+    cfg = root / "bench.yaml"
+    if not cfg.is_file():
+        train = write_vqav2_like(root, "train2014", n, seed=1)
+        test = write_vqav2_like(root, "val2014", 200, seed=2)
+        spec = lambda s: "{" + ", ".join(f"{k}: {v}" for k, v in s.items()) + "}"  # noqa: E731
+        cfg.write_text(f"include: [{REPO / 'configs/experiments/easy_vqa.yaml'}]\nname: bench_data\n"
+                       f"data:\n  source: vqav2\n  root: {root}\n  train: {spec(train)}\n  test: {spec(test)}\n"
+                       "  batch_size: 256\n  eval_batch_size: 512\n"
+                       "model:\n  image: {img_size: 224, patch_size: 16, stem: patch}\n")
+    return cfg
+
+
+# -- measurements -----------------------------------------------------------------------------------------
+def _path_overrides(path: str, prepared: Path, workers: int) -> list[str]:
+    if path == "memory":
+        return ["data.cache_images=true"]
+    if path == "lazy":
+        return ["data.cache_images=false", f"data.num_workers={workers}"]
+    return ["data.source=prepared", f"data.root={prepared}", f"data.num_workers={workers}"]
+
+
+def prepare(cfg: Path, prepared: Path) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    run([sys.executable, "tools/prepare_data.py", "--config", str(cfg), "--output", str(prepared), "--overwrite"])
+    meta = json.loads((prepared / "prepared.json").read_text())
+    return {"seconds": round(time.perf_counter() - t0, 1), "gib": round(meta["bytes"] / 2**30, 2),
+            "images": sum(s["images"] for s in meta["splits"].values())}
+
+
+def train(cfg: Path, path: str, prepared: Path, run_dir: Path) -> dict[str, Any]:
+    """5 training steps on ``path`` in a fresh process: its peak RSS and its time to the first step."""
+    cmd = ["/usr/bin/time", "-v", sys.executable, "tools/train.py", "--config", str(cfg), f"run_dir={run_dir}",
+           "trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limit_val_batches=2",
+           "trainer.logger=none", "trainer.enable_progress_bar=false", *_path_overrides(path, prepared, 2)]
+    out = run(cmd)
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out).group(1))  # type: ignore[union-attr]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"peak_rss_gib": round(rss / 2**20, 2), "seconds_to_first_step": round(metrics["seconds_to_first_step"], 1)}
+
+
+def loader_speed(cfg_path: str, path: str, prepared: str, workers: int, reduced: bool, batches: int) -> dict:
+    """Images/s of the training DataLoader alone (after a warm-up batch); run in this tool's own process."""
+    import mmfuse
+    from mmfuse.runner import build_datamodule
+
+    over = [*_path_overrides(path, Path(prepared), workers), f"data.jpeg_reduced={str(reduced).lower()}"]
+    cfg = mmfuse.load_config([cfg_path], over)
+    dm = build_datamodule(cfg)
+    dm.prepare()
+    dm.img_size = (224, 224)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+
+    def forever() -> Any:  # epoch after epoch (a small dataset has few batches)
+        while True:
+            yield from loader
+
+    it = forever()
+    next(it)  # workers started, first chunk read
+    images, t0 = 0, time.perf_counter()
+    for _ in range(batches):
+        images += next(it)["image"].shape[0]
+    return {"images_per_s": round(images / (time.perf_counter() - t0), 1)}
+
+
+def last_json_line(cmd: list[str]) -> Any:
+    return json.loads(run(cmd).strip().splitlines()[-1])
+
+
+def run(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return proc.stdout + proc.stderr
+
+
+# -- the sweep --------------------------------------------------------------------------------------------
+def table(results: dict[str, Any], sizes: list[int]) -> str:
+    def get(key: str, field: str) -> str:
+        value = results.get(key, {}).get(field)
+        return "" if value is None else f"{value:g}"
+
+    lines = ["| train images | path | peak RSS (GiB) | to first step (s) | loader images/s, 0 / 1 / 2 workers |",
+             "|---|---|---|---|---|"]
+    for n in sizes:
+        for path in PATHS:
+            speeds = " / ".join(get(f"{n}/loader/{path}/{w}", "images_per_s") or "–" for w in (0, 1, 2)) \
+                if path != "memory" else "(in memory)"
+            lines.append(f"| {n:,} | {path} | {get(f'{n}/train/{path}', 'peak_rss_gib')} | "
+                         f"{get(f'{n}/train/{path}', 'seconds_to_first_step')} | {speeds} |")
+    lines += ["", "| train images | prepare_data (s) | prepared size (GiB) | lazy, 2 workers: reduced-scale JPEG "
+              "decode / full-size decode (images/s) |", "|---|---|---|---|"]
+    for n in sizes:
+        reduced, full = get(f"{n}/loader/lazy/2", "images_per_s"), get(f"{n}/loader/lazy-full/2", "images_per_s")
+        ratio = f" ({float(reduced) / float(full):.1f}x)" if reduced and full else ""
+        lines.append(f"| {n:,} | {get(f'{n}/prepare', 'seconds')} | {get(f'{n}/prepare', 'gib')} | "
+                     f"{reduced} / {full}{ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["loader"]:  # one DataLoader measurement, in a fresh process (called below)
+        cfg, path, prepared, workers, reduced, batches = argv[1:]
+        print(json.dumps(loader_speed(cfg, path, prepared, int(workers), reduced == "1", int(batches))))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000, 32000], help="train images")
+    p.add_argument("--output", default="runs/bench_data")
+    p.add_argument("--batches", type=int, default=10, help="timed loader batches (about 50 images each)")
+    p.add_argument("--force", action="store_true", help="measure again what results.json already holds")
+    args = p.parse_args(argv)
+    out = Path(args.output).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / "results.json"
+    results: dict[str, Any] = json.loads(done.read_text()) if done.is_file() and not args.force else {}
+
+    def measure(key: str, fn: Any) -> None:
+        if key in results:
+            print(f"{key}: {results[key]} (kept)", flush=True)
+            return
+        results[key] = fn()
+        done.write_text(json.dumps(results, indent=2))
+        print(f"{key}: {results[key]}", flush=True)
+
+    for n in args.sizes:
+        cfg = dataset(out, n)
+        prepared = out / f"prepared_{n}"
+        measure(f"{n}/prepare", functools.partial(prepare, cfg, prepared))
+        for path in PATHS:
+            measure(f"{n}/train/{path}", functools.partial(train, cfg, path, prepared, out / f"run_{n}_{path}"))
+        rows = [(path, w, True) for path in ("lazy", "stream") for w in (0, 1, 2)] + [("lazy-full", 2, False)]
+        for path, w, reduced in rows:
+            cmd = [sys.executable, "tools/benchmark_data.py", "loader", str(cfg), path.removesuffix("-full"),
+                   str(prepared), str(w), "1" if reduced else "0", str(args.batches)]
+            measure(f"{n}/loader/{path}/{w}", functools.partial(last_json_line, cmd))
+        (out / "table.md").write_text(table(results, args.sizes))
+    print("\n" + table(results, args.sizes))
+    medians = [results[k]["images_per_s"] for k in results if k.endswith("/loader/lazy/2")]
+    if medians:
+        print(f"median lazy images/s with 2 workers over sizes: {statistics.median(medians):g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
