@@ -102,7 +102,7 @@ def dataset(out: Path, n: int) -> Path:
         spec = lambda s: "{" + ", ".join(f"{k}: {v}" for k, v in s.items()) + "}"  # noqa: E731
         cfg.write_text(f"include: [{REPO / 'configs/experiments/easy_vqa.yaml'}]\nname: bench_data\n"
                        f"data:\n  source: vqav2\n  root: {root}\n  train: {spec(train)}\n  test: {spec(test)}\n"
-                       "  batch_size: 256\n  eval_batch_size: 512\n"
+                       "  batch_size: 256\n  eval_batch_size: 512\n  augment: []\n"
                        "model:\n  image: {img_size: 224, patch_size: 16, stem: patch}\n")
     return cfg
 

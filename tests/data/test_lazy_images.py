@@ -63,17 +63,17 @@ def test_jpeg_is_decoded_at_reduced_scale_and_resized(tmp_path: Path, monkeypatc
     pixels = (smooth[0] * 255).round().to(torch.uint8)
     Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(tmp_path / "photo.jpg", quality=95)
     Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(tmp_path / "photo.png")
-    decoded: list[tuple] = []  # the (W, H) the decoder produced, before the exact resize
-    real = Image.Image.resize
-    monkeypatch.setattr(Image.Image, "resize", lambda im, size, *a, **kw: decoded.append(im.size)
-                        or real(im, size, *a, **kw))
+    decoded: list[tuple] = []  # the (H, W) the decoder produced, before the exact resize
+    real = images_mod.F.interpolate
+    monkeypatch.setattr(images_mod.F, "interpolate", lambda x, *a, **kw: decoded.append(tuple(x.shape[-2:]))
+                        or real(x, *a, **kw))
     small = load_image(str(tmp_path / "photo.jpg"), size=(112, 112))
     assert small.shape == (3, 112, 112) and small.dtype == torch.uint8
-    assert decoded == [(160, 120)]  # 1/4 of 640x480: the smallest JPEG scale still covering 112x112
+    assert decoded == [(120, 160)]  # 1/4 of 640x480: the smallest JPEG scale still covering 112x112
     full = resize_uint8(load_image(str(tmp_path / "photo.jpg")), (112, 112))
     assert (small.float() - full.float()).abs().mean() < 2.0  # the same picture, to JPEG rounding
     load_image(str(tmp_path / "photo.png"), size=(112, 112))
-    assert decoded[-1] == (640, 480)  # PNG has no reduced-scale decode
+    assert decoded[-1] == (480, 640)  # PNG has no reduced-scale decode
 
 
 def test_nothing_is_decoded_at_start_up_and_batches_decode_each_image_once(
