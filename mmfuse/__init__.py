@@ -24,7 +24,7 @@ _EXPORTS = {
     "load_config": "mmfuse.config",
     "CheckpointMismatch": "mmfuse.errors", "ConfigError": "mmfuse.errors", "CoverageError": "mmfuse.errors",
     "DataError": "mmfuse.errors", "FormatError": "mmfuse.errors", "MmfuseError": "mmfuse.errors",
-    "RunFailed": "mmfuse.errors", "StaleRun": "mmfuse.errors",
+    "RunFailed": "mmfuse.errors", "StaleRun": "mmfuse.errors", "UnsafeCheckpoint": "mmfuse.errors",
     "EncoderOutput": "mmfuse.encoders", "VideoEncoder": "mmfuse.encoders",
     "list_temporal_poolings": "mmfuse.encoders", "register_temporal_pooling": "mmfuse.encoders",
     "TemporalOutput": "mmfuse.encoders",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointMismatch", "ConfigError", "CoverageError", "DataError", "FormatError", "MmfuseError", "RunFailed",
-    "ShortVideo", "StaleRun",
+    "ShortVideo", "StaleRun", "UnsafeCheckpoint",
 ]
 
 
@@ -52,3 +52,8 @@ class RunFailed(MmfuseError, RuntimeError):
 
 class StaleRun(MmfuseError, ValueError):
     """A finished run in the output folder was trained with another config than the one requested."""
+
+
+class UnsafeCheckpoint(MmfuseError, ValueError):
+    """A checkpoint holds more than plain data (tensors, numbers, strings, lists, dicts): unpickling it may run
+    code. Refused unless the caller opts in (``--trust-checkpoint``, ``trust_checkpoint=True``)."""

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from mmfuse.callbacks import DroppedQuestions
+from mmfuse.checkpoints import read_checkpoint
 from mmfuse.data.datamodule import VQADataModule
 from mmfuse.data.tokenizer import tokenizer_from_json
 from mmfuse.data.vocab import AnswerVocab
@@ -151,16 +152,12 @@ def compile_model(cfg: DictConfig, system: BaseSystem) -> None:
         system.model.compile(backend=t.compile_backend, mode=t.compile_mode)
 
 
-def _read_checkpoint(path: str) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-
-
-def resumed_vocabularies(resume: str | None) -> dict[str, Any]:
+def resumed_vocabularies(resume: str | None, trust_checkpoint: bool = False) -> dict[str, Any]:
     """The tokenizer and vocabularies a resumed run keeps from its checkpoint: training a WordPiece tokenizer
     again may number tied tokens differently, which would scramble the trained embeddings. ``{}`` for None."""
     if not resume:
         return {}
-    ckpt = _read_checkpoint(resume)
+    ckpt = read_checkpoint(resume, trust=trust_checkpoint, mmap=True)
     hp = ckpt["hyper_parameters"]
     if ckpt.get("mmfuse_tokenizer") is None:
         raise ValueError(f"{resume}: checkpoint holds no tokenizer (not written by mmfuse.train?)")
@@ -168,10 +165,11 @@ def resumed_vocabularies(resume: str | None) -> dict[str, Any]:
             "answer_words": hp.get("answer_words")}
 
 
-def load_system(checkpoint: str, fusion: nn.Module | None = None) -> BaseSystem:
+def load_system(checkpoint: str, fusion: nn.Module | None = None, trust_checkpoint: bool = False) -> BaseSystem:
     """A trained system from its checkpoint alone (config, vocabulary and tokenizer inside): the class of
-    the checkpoint's ``stage`` (``SupervisedSystem`` or ``RLSystem``); both are evaluated the same way."""
+    the checkpoint's ``stage`` (``SupervisedSystem`` or ``RLSystem``); both are evaluated the same way.
+    Plain data only (``weights_only``) unless ``trust_checkpoint`` (see :mod:`mmfuse.checkpoints`)."""
     kwargs: dict[str, Any] = {"fusion": fusion} if fusion is not None else {}
-    hp = _read_checkpoint(checkpoint).get("hyper_parameters", {})
+    hp = read_checkpoint(checkpoint, trust=trust_checkpoint, mmap=True).get("hyper_parameters", {})
     cls = SYSTEMS[(hp.get("cfg") or {}).get("stage") or "supervised"]
-    return cls.load_from_checkpoint(checkpoint, map_location="cpu", **kwargs)
+    return cls.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=not trust_checkpoint, **kwargs)

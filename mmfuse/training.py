@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from mmfuse.callbacks import BatchAudit, DroppedQuestions, SpeedMonitor
+from mmfuse.checkpoints import check_checkpoint
 from mmfuse.config import save_config, to_container
 from mmfuse.data.schema import QARecord
 from mmfuse.data.tokenizer import tokenizer_to_json
@@ -56,6 +57,9 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
         reward: RL only: a callable ``(texts, batch) -> Tensor[B]`` replacing ``rl.reward``.
     """
     start = time.perf_counter()
+    trust = bool(cfg.trust_checkpoint)
+    if cfg.resume:  # refused before anything is built if it needs more than plain data
+        check_checkpoint(cfg.resume, trust)
     L.seed_everything(cfg.seed, workers=True)
     rl = cfg.stage == "rl"
     init: dict[str, Any] | None = None
@@ -66,7 +70,7 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
     if zero:
         save_config(cfg, run_dir / "config.yaml")
     dm = build_datamodule(cfg, run_dir if zero else None,
-                          **resumed_vocabularies(cfg.resume or (cfg.rl.init_from if rl else None)))
+                          **resumed_vocabularies(cfg.resume or (cfg.rl.init_from if rl else None), trust))
     dm.records.update(records or {})
     dm.prepare()
     assert dm.vocab is not None  # prepare() built it
@@ -101,10 +105,10 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
         callbacks.append(BatchAudit(run_dir / "audit"))
     trainer = build_trainer(cfg, run_dir, callbacks)
     with shared_run_dir(run_dir):  # a DDP launcher starts the other processes inside fit
-        trainer.fit(system, datamodule=dm, ckpt_path=cfg.resume)
+        trainer.fit(system, datamodule=dm, ckpt_path=cfg.resume, weights_only=not trust)
     fit_s = time.perf_counter() - start
     best = ckpt.best_model_path or None
-    test = trainer.test(system, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
+    test = trainer.test(system, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=not trust)[0]
     skipped = skipped_records(dm, dropped)  # every process takes part (gathers the counts)
     if not trainer.is_global_zero:  # the test predictions were gathered on every process; one writes them
         return {"run_dir": str(run_dir), "global_rank": trainer.global_rank, "best_checkpoint": best}

@@ -68,7 +68,7 @@ def test_two_datasets_train_with_their_own_tasks(two: dict, tmp_path: Path, samp
     assert not any(k.startswith(("val/a/answer_type", "test/a/answer_type", "train/a/answer_type")) for k in header)
 
     # 12 + 8 training images, batches of 4 images: 3 batches of a and 2 of b in the epoch
-    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 5
     assert result["num_questions"] == {"train": 48 + 32, "val": 12 + 8, "test": 12 + 8}
     assert set(result["test_tasks"]) == {"vqa", "answer_type"}  # per-dataset keys are not tasks

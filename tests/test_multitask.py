@@ -316,7 +316,7 @@ def test_regularisation_logged_in_training_and_start_kept_in_checkpoint(data: di
                             pad_token_id=int(dm.tokenizer.pad_token_id or 0), answer_types=dm.types("answer_type"),
                             question_types=dm.types("question_type"), answer_words=dm.answer_words)
     state = torch.load(Path(result["run_dir"]) / "checkpoints" / "last.ckpt", map_location="cpu",
-                       weights_only=False)["state_dict"]
+                       weights_only=True)["state_dict"]
     for n, p in init.model.named_parameters():
         if n.startswith("encoders."):  # the checkpoint's L2-SP start is the initialisation
             assert torch.equal(state["regularization.start." + n.replace(".", "__")], p.detach()), n

@@ -36,7 +36,7 @@ def test_compiled_model_trains_and_its_checkpoint_is_a_plain_one(jsonl_data: dic
     """aot_eager: Dynamo traces the model and AOTAutograd its backward, without generating kernels (fast)."""
     compiled = _compiled_run(jsonl_data, tmp_path / "compiled", "aot_eager")
     plain = mmfuse.train(tiny(jsonl_data, tmp_path / "plain"))
-    keys = [set(torch.load(r["best_checkpoint"], map_location="cpu", weights_only=False)["state_dict"])
+    keys = [set(torch.load(r["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"])
             for r in (compiled, plain)]
     assert keys[0] == keys[1] and not any("_orig_mod" in k for k in keys[0])
     # the compiled forward computes what the plain one does, to float rounding

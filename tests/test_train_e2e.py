@@ -57,12 +57,12 @@ def test_resume_from_checkpoint(jsonl_data: dict, tmp_path: Path) -> None:
                               ["trainer.logger=none", "trainer.max_epochs=2", f"resume={last}"])
     second = mmfuse.train(cfg2)
     import torch
-    assert torch.load(second["best_checkpoint"], weights_only=False)["epoch"] >= 0
-    resumed = torch.load(Path(second["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)
+    assert torch.load(second["best_checkpoint"], weights_only=True)["epoch"] >= 0
+    resumed = torch.load(Path(second["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["epoch"] == 1
     # the resumed run keeps the checkpoint's tokenizer and vocabularies (a retrained WordPiece
     # tokenizer may number tied tokens differently, scrambling the trained embeddings)
-    start = torch.load(last, weights_only=False)
+    start = torch.load(last, weights_only=True)
     assert resumed["mmfuse_tokenizer"] == start["mmfuse_tokenizer"]
     for key in ("answers", "answer_words"):
         assert resumed["hyper_parameters"][key] == start["hyper_parameters"][key]
@@ -107,8 +107,8 @@ def test_last_checkpoint_is_the_last_epoch_even_when_the_best_is_earlier(jsonl_d
     cfg = mmfuse.load_config(TINY, jsonl_overrides(jsonl_data, tmp_path / "run") + [
         "trainer.logger=none", "trainer.max_epochs=3", "checkpoint.monitor=epoch", "checkpoint.mode=min"])
     result = mmfuse.train(cfg)
-    best = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=False)
-    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    best = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=True)
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert best["epoch"] == 0 and last["epoch"] == 2
     assert last["global_step"] == 3 * best["global_step"]
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())

@@ -43,7 +43,7 @@ def test_every_temporal_pooling_trains_and_checkpoints(video_data: dict, tmp_pat
         video_data, tmp_path / pooling, f"model.video.pooling={pooling}", f"model.video.output={output}"))
     result = mmfuse.train(cfg)
     assert 0.0 <= result["test"]["test/acc"] <= 1.0
-    ckpt = torch.load(result["best_checkpoint"], weights_only=False)
+    ckpt = torch.load(result["best_checkpoint"], weights_only=True)
     keys = ckpt["state_dict"].keys()
     assert any(k.startswith("model.encoders.image.frame_encoder.vit.") for k in keys)
     assert any(k.startswith("model.encoders.image.temporal.") for k in keys) == (pooling != "mean")

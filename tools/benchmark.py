@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import mmfuse
+from mmfuse.cli import run_tool
 from mmfuse.config import to_container
 from mmfuse.objectives import VQA_LOSSES
 from mmfuse.runner import progress_bar, system_kwargs
@@ -143,4 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -153,11 +153,15 @@ def loader_speed(cfg_path: str, path: str, prepared: str, workers: int, reduced:
             yield from loader
 
     it = forever()
-    next(it)  # workers started, first chunk read
-    images, t0 = 0, time.perf_counter()
-    for _ in range(batches):
-        images += next(it)["image"].shape[0]
-    return {"images_per_s": round(images / (time.perf_counter() - t0), 1)}
+    for _ in range(max(2, workers * 2)):  # workers started and their prefetch drained: steady state from here
+        next(it)
+    rates = []
+    for _ in range(3):  # the median of three windows: one hiccup of a shared 2-core machine does not decide it
+        images, t0 = 0, time.perf_counter()
+        for _ in range(batches):
+            images += next(it)["image"].shape[0]
+        rates.append(images / (time.perf_counter() - t0))
+    return {"images_per_s": round(statistics.median(rates), 1), "windows": [round(r, 1) for r in rates]}
 
 
 def last_json_line(cmd: list[str]) -> Any:
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000, 32000], help="train images")
     p.add_argument("--output", default="runs/bench_data")
-    p.add_argument("--batches", type=int, default=10, help="timed loader batches (about 50 images each)")
+    p.add_argument("--batches", type=int, default=20, help="loader batches per timed window (about 50 images each)")
     p.add_argument("--force", action="store_true", help="measure again what results.json already holds")
     args = p.parse_args(argv)
     out = Path(args.output).resolve()

@@ -28,6 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import mmfuse
+from mmfuse.cli import run_tool
 from mmfuse.model import build_model
 from mmfuse.objectives import VQA_LOSSES
 
@@ -137,4 +138,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

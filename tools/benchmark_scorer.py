@@ -27,6 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mmfuse.cli import run_tool
 from mmfuse.metrics.official_format import load_annotations, load_results, score_results
 from mmfuse.metrics.reference import reference_evaluate
 from mmfuse.metrics.scoring import normalize_answer
@@ -114,4 +115,4 @@ def _run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mmfuse.cli import run_tool
 from mmfuse.evaluation.compare import compare_rows, format_comparison, locate_rows
 from mmfuse.evaluation.results import read_rows
 
@@ -44,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -20,10 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch
 from omegaconf import OmegaConf
 
 import mmfuse
+from mmfuse.checkpoints import read_checkpoint
+from mmfuse.cli import run_tool
 from mmfuse.config import complete_config
 from mmfuse.evaluation.leakage import leakage_line
 from mmfuse.evaluation.results import format_table
@@ -35,15 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--output", default=None, help="output folder (default: <run_dir>/eval_<split>/)")
     p.add_argument("--report", action="store_true", help="also write figures and report/index.html")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="load checkpoints with full pickle (may run code in them): only for files you made")
     p.add_argument("overrides", nargs="*", help="key=value config overrides (data paths, trainer...)")
     args = p.parse_args(argv)
     if not Path(args.checkpoint).is_file():
         print(f"error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
         return 2
     # The run's own config, from the checkpoint, is the starting point.
-    saved = torch.load(args.checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]["cfg"]
+    saved = read_checkpoint(args.checkpoint, trust=args.trust_checkpoint, mmap=True)["hyper_parameters"]["cfg"]
     run_cfg = OmegaConf.create(complete_config(saved))  # checkpoints of older versions: current schema
-    overrides = list(args.overrides) + [f"eval.checkpoint={args.checkpoint}", f"eval.split={args.split}"]
+    overrides = list(args.overrides) + [f"eval.checkpoint={args.checkpoint}", f"eval.split={args.split}",
+                                        f"trust_checkpoint={str(args.trust_checkpoint).lower()}"]
     if args.output:
         overrides.append(f"eval.output={args.output}")
     if args.report:
@@ -76,4 +80,4 @@ def print_summary(result: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

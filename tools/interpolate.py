@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import mmfuse
+from mmfuse.cli import run_tool
 from mmfuse.data.sources import DataError
 from mmfuse.evaluation.interpolate import CheckpointMismatch, config_from_checkpoint, interpolate, parse_alphas
 
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--output", default=None, help="output folder (default: <run dir of A>/interpolate_<split>/)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep the interpolated .ckpt files")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="load checkpoints with full pickle (may run code in them): only for files you made")
     p.add_argument("overrides", nargs="*", help="key=value config overrides (data paths, trainer...)")
     args = p.parse_args(argv)
     try:
@@ -50,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         for ckpt in (args.checkpoint_a, args.checkpoint_b):
             if not Path(ckpt).is_file():
                 raise FileNotFoundError(f"checkpoint not found: {ckpt}")
-        cfg = config_from_checkpoint(args.checkpoint_a, [*args.overrides, f"eval.split={args.split}"])
+        trust = [f"trust_checkpoint={str(args.trust_checkpoint).lower()}"]
+        cfg = config_from_checkpoint(args.checkpoint_a, [*args.overrides, f"eval.split={args.split}", *trust],
+                                     trust_checkpoint=args.trust_checkpoint)
         rows = interpolate(args.checkpoint_a, args.checkpoint_b, alphas, cfg, output, args.keep_checkpoints)
     except (CheckpointMismatch, mmfuse.ConfigError, DataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -73,4 +78,4 @@ def format_rows(rows: list[dict], split: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

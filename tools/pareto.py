@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mmfuse.cli import run_tool
 from mmfuse.evaluation.pareto import RunFailed, check_request, format_table, parse_weights, sweep
 
 DEFAULT_WEIGHTS = "0.1,0.25,0.5,0.75,0.9"
@@ -67,4 +68,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

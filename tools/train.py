@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 import mmfuse
+from mmfuse.cli import run_tool
 from mmfuse.evaluation.leakage import leakage_line
 from mmfuse.evaluation.results import format_table
 
@@ -24,10 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", action="append", default=[], help="experiment YAML (repeatable; merged in order)")
     p.add_argument("--resume", default=None, help="checkpoint to resume training from")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="load checkpoints with full pickle (may run code in them): only for files you made")
     p.add_argument("--folds", type=int, default=None, help="K-fold cross-validation over the training split")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = p.parse_args(argv)
-    overrides = list(args.overrides) + ([f"resume={args.resume}"] if args.resume else [])
+    overrides = list(args.overrides) + ([f"resume={args.resume}"] if args.resume else []) \
+        + (["trust_checkpoint=true"] if args.trust_checkpoint else [])
     try:
         cfg = mmfuse.load_config(args.config, overrides)
     except mmfuse.ConfigError as e:
@@ -66,4 +70,4 @@ def report_cv(cv: dict) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

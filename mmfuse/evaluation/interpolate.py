@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from mmfuse.checkpoints import read_checkpoint
 from mmfuse.config import complete_config, load_config
 from mmfuse.errors import CheckpointMismatch
 from mmfuse.evaluation.run import evaluate
@@ -173,18 +174,19 @@ def alpha_tag(alpha: float) -> str:
     return short if float(short) == alpha else repr(float(alpha))
 
 
-def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, mmap: bool = False, trust_checkpoint: bool = False) -> dict[str, Any]:
     """A Lightning checkpoint dict on the CPU (``mmap``: tensors not read until used); raises
-    FileNotFoundError naming ``path`` if it is absent."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+    FileNotFoundError naming ``path`` if it is absent, UnsafeCheckpoint if it needs more than plain data
+    (unless ``trust_checkpoint``)."""
+    return read_checkpoint(path, trust=trust_checkpoint, mmap=mmap)
 
 
-def config_from_checkpoint(path: str | Path, overrides: Iterable[str] = ()) -> DictConfig:
+def config_from_checkpoint(path: str | Path, overrides: Iterable[str] = (),
+                           trust_checkpoint: bool = False) -> DictConfig:
     """The full config stored in the checkpoint, validated by :func:`mmfuse.load_config` with
     ``overrides`` on top (a temp YAML, because the checkpoint's folder may be read-only)."""
-    saved = load_checkpoint(path, mmap=True)["hyper_parameters"]["cfg"]  # mmap: skip reading the weights
+    # mmap: skip reading the weights
+    saved = load_checkpoint(path, mmap=True, trust_checkpoint=trust_checkpoint)["hyper_parameters"]["cfg"]
     with tempfile.TemporaryDirectory() as tmp:
         OmegaConf.save(OmegaConf.create(complete_config(saved)), Path(tmp) / "run.yaml")  # older checkpoints too
         return load_config([Path(tmp) / "run.yaml"], list(overrides))
@@ -204,7 +206,8 @@ def interpolate(ckpt_a: str, ckpt_b: str, alphas: Sequence[float], cfg: DictConf
     if not alphas or len({alpha_tag(x) for x in alphas}) != len(alphas):
         raise ValueError(f"alphas must be non-empty and distinct, got {alphas}")
     output = Path(output)
-    a, b = load_checkpoint(ckpt_a), load_checkpoint(ckpt_b)
+    trust = bool(cfg.get("trust_checkpoint", False))
+    a, b = load_checkpoint(ckpt_a, trust_checkpoint=trust), load_checkpoint(ckpt_b, trust_checkpoint=trust)
     try:
         check_compatible(a["state_dict"], b["state_dict"])
         check_same_setup(a, b)

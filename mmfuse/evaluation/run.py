@@ -33,7 +33,7 @@ def evaluate(cfg: DictConfig, fusion: nn.Module | None = None, report: bool | No
     ckpt_path = Path(cfg.eval.checkpoint)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
-    system = load_system(str(ckpt_path), fusion)
+    system = load_system(str(ckpt_path), fusion, trust_checkpoint=bool(cfg.trust_checkpoint))
     if system.tokenizer_json is None:
         raise ValueError(f"{ckpt_path}: checkpoint holds no tokenizer (not written by mmfuse.train?)")
     run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from mmfuse.checkpoints import read_checkpoint
 from mmfuse.config import complete_config
 from mmfuse.fusion.base import FusionOutput
 from mmfuse.heads.generator import AnswerGenerator
@@ -287,7 +288,7 @@ def rl_config(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
     path = Path(str(cfg.rl.init_from))
     if not path.is_file():
         raise FileNotFoundError(f"rl.init_from: checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path, trust=bool(cfg.trust_checkpoint))
     stored = complete_config(ckpt.get("hyper_parameters", {}).get("cfg") or {})
     if GENERATION not in stored["tasks"]["active"]:
         raise ValueError(f"rl.init_from={path}: the checkpoint trained {stored['tasks']['active']}, RL needs "

@@ -89,7 +89,7 @@ def test_training_on_the_stream_and_its_checkpoint_holds_the_loader_state(prepar
     result = mmfuse.train(cfg)
     assert result["num_questions"] == {"train": 40, "val": 8, "test": 8}
     assert 0 <= result["test_accuracy"]["overall"] <= 100 and result["skipped_bad_records"] == {}
-    ckpt = torch.load(Path(result["run_dir"]) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(Path(result["run_dir"]) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     (state,) = ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     assert state["current_epoch"] == 2 and state["dataset"]["shuffle"] is True
 

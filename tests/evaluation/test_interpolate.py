@@ -47,7 +47,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     a = _train(files, root / "a", "seed=0")
     b = _train(files, root / "b", "seed=1")
     # the tokenizer is a function of the training questions alone, so B's embedding rows match A's
-    tokenizers = [torch.load(ckpt, weights_only=False)["mmfuse_tokenizer"] for ckpt in (a, b)]
+    tokenizers = [torch.load(ckpt, weights_only=True)["mmfuse_tokenizer"] for ckpt in (a, b)]
     assert tokenizers[0] == tokenizers[1]
     c = _train(files, root / "c", "seed=0", "model.fusion.dim=16")
     return {"files": files, "root": root, "a": a, "b": b, "c": c}
@@ -78,11 +78,11 @@ def _outputs(system: Any, batch: dict[str, Any]) -> list[Tensor]:
 
 
 def _state(ckpt: str) -> dict[str, Tensor]:
-    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def test_seeds_give_different_weights_but_the_same_setup(runs: dict) -> None:
-    a, b = (torch.load(runs[k], weights_only=False) for k in "ab")
+    a, b = (torch.load(runs[k], weights_only=True) for k in "ab")
     check_same_setup(a, b)  # same answers (deterministic from the data) and, here, the same tokenizer
     check_compatible(a["state_dict"], b["state_dict"])
     assert any(not torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
@@ -129,7 +129,7 @@ def test_different_architecture_names_first_differing_parameter(runs: dict) -> N
 
 
 def test_different_answers_or_tokenizer_are_refused(runs: dict) -> None:
-    a = torch.load(runs["a"], weights_only=False)
+    a = torch.load(runs["a"], weights_only=True)
     answers = list(a["hyper_parameters"]["answers"])
     other = {**a, "hyper_parameters": {**a["hyper_parameters"], "answers": [answers[1], answers[0], *answers[2:]]}}
     expected = f"answer vocabularies differ at index 0: A has {answers[0]!r}, B has {answers[1]!r}"

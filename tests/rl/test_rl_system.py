@@ -80,14 +80,14 @@ def test_ppo_raises_the_probability_of_the_preferred_answer(start: dict, tmp_pat
     for row in rows:
         assert all(row[k] != "" for k in STEP_KEYS), [k for k in STEP_KEYS if row[k] == ""]
     assert [int(r["step"]) for r in rows] == list(range(12))  # the logs' x axis: rollout batches
-    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 4 * 3 * 16  # Lightning's global_step counts optimizer steps
     assert float(rows[-1]["rl/score"]) > float(rows[0]["rl/score"])
     png = write_rl_curves({"ppo": run}, tmp_path / "curves.png")
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
     assert result["test"]["test/sampled/acc"] >= 0 and result["test"]["test/kl"] > 0
     # the reference stays the supervised policy; only the generator (and the value head) moved
-    sup = torch.load(start["ckpt"], map_location="cpu", weights_only=False)["state_dict"]
+    sup = torch.load(start["ckpt"], map_location="cpu", weights_only=True)["state_dict"]
     rl = last["state_dict"]
     for key, value in sup.items():
         if key.startswith("model."):
@@ -120,7 +120,7 @@ def test_reinforce_takes_one_step_per_rollout_and_adaptive_beta_is_saved(start: 
     rows = logged_rows(run)
     assert len(rows) == 6
     assert "rl/value_loss" not in rows[0] or rows[0]["rl/value_loss"] == ""
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 6  # one optimizer step per rollout batch
     beta = ckpt["mmfuse_kl_controller"]["value"]
     assert beta != pytest.approx(0.05) and float(rows[-1]["rl/beta"]) != pytest.approx(0.05)
@@ -130,8 +130,8 @@ def test_reinforce_takes_one_step_per_rollout_and_adaptive_beta_is_saved(start: 
 def test_training_more_than_the_generator_and_dropout_off(start: dict, tmp_path: Path) -> None:
     cfg = rl_cfg(start, tmp_path / "run", "trainer.logger=none", "rl.train=[generator,fusion]")
     result = mmfuse.train(cfg)
-    sup = torch.load(start["ckpt"], map_location="cpu", weights_only=False)["state_dict"]
-    rl = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+    sup = torch.load(start["ckpt"], map_location="cpu", weights_only=True)["state_dict"]
+    rl = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
     assert any(not torch.equal(rl[k], v) for k, v in sup.items() if k.startswith("model.fusion."))
     assert all(torch.equal(rl[k], v) for k, v in sup.items() if k.startswith("model.encoders."))
     system = mmfuse.load_system(result["best_checkpoint"])
@@ -181,8 +181,8 @@ def test_rl_resumes_from_its_checkpoint(start: dict, tmp_path: Path) -> None:
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
     resumed = mmfuse.train(rl_cfg(start, tmp_path / "b", "trainer.logger=none", "rl.kl.adaptive=true",
                                   "trainer.max_epochs=2", f"resume={last}"))
-    a = torch.load(last, map_location="cpu", weights_only=False)
-    b = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    a = torch.load(last, map_location="cpu", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert a["global_step"] == 3 * 16 and b["global_step"] == 2 * 3 * 16  # continued, not restarted
     for key, value in a["state_dict"].items():
         if key.startswith("reference."):

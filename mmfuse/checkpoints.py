@@ -1,0 +1,52 @@
+"""Reading checkpoints without running code hidden in them.
+
+A ``.ckpt`` is a pickle: a file from elsewhere can carry a ``__reduce__`` payload that runs when it is
+unpickled. Everything mmfuse writes into a checkpoint is plain data (tensors, numbers, strings, lists,
+dicts: the config as a plain container, the tokenizer as JSON, vocabularies as lists), which
+``torch.load(..., weights_only=True)`` reads without executing anything. Every load in mmfuse goes
+through :func:`read_checkpoint` (or passes ``weights_only=not trust`` to Lightning after
+:func:`check_checkpoint`), so a file that needs more is refused with :class:`UnsafeCheckpoint`, naming
+the file and the opt-in (``--trust-checkpoint`` on the tools, ``trust_checkpoint=True`` in Python,
+``trust_checkpoint=true`` in a config) for files the user made.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmfuse.errors import UnsafeCheckpoint
+
+__all__ = ["UnsafeCheckpoint", "check_checkpoint", "read_checkpoint"]
+
+
+def read_checkpoint(path: str | Path, trust: bool = False, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint dict at ``path`` on the CPU (``mmap``: tensors not read until used).
+
+    Raises:
+        FileNotFoundError: naming ``path`` if it is absent.
+        UnsafeCheckpoint: the file needs more than plain data to load and ``trust`` is False; nothing in it
+            has run.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    mmap = mmap and zipfile.is_zipfile(path)  # torch maps only its zip format; older files are read whole
+    if trust:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:  # torch's restricted unpickler met a global it does not allow
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnsafeCheckpoint(
+            f"{path}: refusing to load this checkpoint: it holds more than plain data (tensors, numbers, "
+            f"strings, lists, dicts), and unpickling it may run code ({first}). If you made this file "
+            "yourself, opt in with --trust-checkpoint (tools) or trust_checkpoint=True (Python)") from None
+
+
+def check_checkpoint(path: str | Path, trust: bool = False) -> None:
+    """Raise as :func:`read_checkpoint` would, before Lightning reads ``path`` (``weights_only=not trust``)."""
+    read_checkpoint(path, trust=trust, mmap=True)
