@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_config": "mmfuse.config",
     "CheckpointMismatch": "mmfuse.errors", "ConfigError": "mmfuse.errors", "CoverageError": "mmfuse.errors",
-    "DataError": "mmfuse.errors", "FormatError": "mmfuse.errors", "MmfuseError": "mmfuse.errors",
+    "DataError": "mmfuse.errors", "Diverged": "mmfuse.errors", "FormatError": "mmfuse.errors",
+    "MmfuseError": "mmfuse.errors",
     "RunFailed": "mmfuse.errors", "StaleRun": "mmfuse.errors", "UnsafeCheckpoint": "mmfuse.errors",
     "EncoderOutput": "mmfuse.encoders", "VideoEncoder": "mmfuse.encoders",
     "list_temporal_poolings": "mmfuse.encoders", "register_temporal_pooling": "mmfuse.encoders",

@@ -58,6 +58,7 @@ def _choices() -> dict[str, Callable[[], Sequence[str]]]:
     from mmfuse.heads.generator import STRATEGIES as DECODING
     from mmfuse.objectives.losses import VQA_LOSSES
     from mmfuse.objectives.multitask import list_weightings
+    from mmfuse.objectives.nonfinite import NONFINITE_POLICIES
     from mmfuse.objectives.regularizers import L2_SP_SCOPES
     from mmfuse.rl.ppo import ALGORITHMS
     from mmfuse.rl.rewards import KL_ESTIMATORS, list_rewards
@@ -75,6 +76,7 @@ def _choices() -> dict[str, Callable[[], Sequence[str]]]:
         "tasks.answer_generation.target": lambda: TARGETS,
         "tasks.answer_generation.decode": lambda: DECODING,
         "loss.weighting": list_weightings,
+        "loss.nonfinite": lambda: NONFINITE_POLICIES,
         "regularization.l2_sp_scope": lambda: L2_SP_SCOPES,
         "data.sampling": lambda: MIXTURE_SAMPLING,
         "eval.task": list_answer_tasks,

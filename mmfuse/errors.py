@@ -9,8 +9,8 @@ always had (``ValueError`` or ``RuntimeError``), so existing ``except ValueError
 from __future__ import annotations
 
 __all__ = [
-    "CheckpointMismatch", "ConfigError", "CoverageError", "DataError", "FormatError", "MmfuseError", "RunFailed",
-    "ShortVideo", "StaleRun", "UnsafeCheckpoint",
+    "CheckpointMismatch", "ConfigError", "CoverageError", "DataError", "Diverged", "FormatError",
+    "MmfuseError", "RunFailed", "ShortVideo", "StaleRun", "UnsafeCheckpoint",
 ]
 
 
@@ -57,3 +57,8 @@ class StaleRun(MmfuseError, ValueError):
 class UnsafeCheckpoint(MmfuseError, ValueError):
     """A checkpoint holds more than plain data (tensors, numbers, strings, lists, dicts): unpickling it may run
     code. Refused unless the caller opts in (``--trust-checkpoint``, ``trust_checkpoint=True``)."""
+
+
+class Diverged(MmfuseError, RuntimeError):
+    """Training met a non-finite loss or gradient (``loss.nonfinite: stop``); the message names the step, the
+    term that went non-finite first and the last checkpoint written before it."""

@@ -130,6 +130,7 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
         "config_hash": evaluation["config_hash"],
         "num_questions": {s: len(dm.records.get(s, [])) for s in ("train", "val", "test")},
         "skipped_bad_records": skipped,
+        "nonfinite_skipped_batches": system.nonfinite_skipped,  # loss.nonfinite=skip_batch
         "padded_short_videos": dict(dm.padded_videos),
         "train_samples_per_s": speed.samples_per_s,
         # from the call of train() (the data read and checked, the model built) to the first training batch

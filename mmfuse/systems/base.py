@@ -7,6 +7,7 @@ on this base: each adds only its own training (loss weighting and regularisers; 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
@@ -15,7 +16,9 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 
 from mmfuse.config import complete_config
+from mmfuse.errors import Diverged
 from mmfuse.model import FusionModel, build_model
+from mmfuse.objectives.nonfinite import first_nonfinite_grad, first_nonfinite_term
 from mmfuse.tasks import TaskContext, TaskResult, build_heads, build_tasks, primary_task
 
 STAGES = ("train", "val", "test")
@@ -53,6 +56,8 @@ class BaseSystem(L.LightningModule):
         self.save_hyperparameters(ignore=["fusion", "reward"])
         cfg = complete_config(cfg)
         self.cfg = cfg
+        self.nonfinite_policy = str(cfg["loss"].get("nonfinite", "stop"))
+        self.nonfinite_skipped = 0  # batches whose update was dropped (loss.nonfinite=skip_batch)
         self.answers = list(answers)
         self.active = list(cfg["tasks"]["active"])
         self.primary = primary_task(self.active)
@@ -195,8 +200,52 @@ class BaseSystem(L.LightningModule):
             torch.distributed.all_gather_object(parts, self.predictions)
             self.predictions = list({(p.get("dataset"), p["question_id"]): p for part in parts for p in part}.values())
 
+    # -- divergence --------------------------------------------------------------------------------
+    def nonfinite(self, what: str) -> None:
+        """A non-finite loss or gradient at this step (``what`` names it): ``loss.nonfinite=stop`` raises
+        :class:`Diverged` before any weight changes; ``skip_batch`` counts it (the caller drops the update)."""
+        if self.nonfinite_policy == "skip_batch":
+            self.nonfinite_skipped += 1
+            self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=True, on_epoch=False,
+                     batch_size=1)
+            return
+        last = self._last_checkpoint()
+        raise Diverged(f"training diverged at step {self.global_step} (epoch {self.current_epoch}): {what} is not "
+                       f"finite; stopped before the optimiser step, so no weight or checkpoint holds it. Last "
+                       f"checkpoint: {last or 'none written yet'}. Lower optim.lr or a tasks.<t>.weight, add "
+                       "optim.grad_clip, or set loss.nonfinite=skip_batch to drop such batches")
+
+    def check_loss(self, total: Tensor, terms: Mapping[str, Tensor]) -> bool:
+        """True if ``total`` is finite; otherwise :meth:`nonfinite` with the first non-finite of ``terms`` (task
+        losses, then regularisers; if all are finite, the weighted sum overflowed) and False."""
+        if bool(torch.isfinite(total.detach()).all()):
+            return True
+        first = first_nonfinite_term(terms)
+        self.nonfinite(f"the loss ({first})" if first else
+                       f"the weighted total loss = {total.detach().float().item()} (every term finite: the task "
+                       f"weights overflow it)")
+        return False
+
+    def check_grads(self) -> bool:
+        """True if every gradient is finite; otherwise :meth:`nonfinite` naming the first parameter, and
+        False (the caller drops the update)."""
+        bad = first_nonfinite_grad(self.named_parameters())
+        if bad is None:
+            return True
+        self.nonfinite(f"the gradient of {bad}")
+        return False
+
+    def _last_checkpoint(self) -> str | None:
+        if self._trainer is None:
+            return None
+        dirs = {Path(c.dirpath) for c in self.trainer.checkpoint_callbacks if getattr(c, "dirpath", None)}
+        files = [f for d in dirs if d.is_dir() for f in d.glob("*.ckpt")]
+        return str(max(files, key=lambda f: f.stat().st_mtime)) if files else None
+
     # -- checkpoint extras --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if (bad := first_nonfinite_term(checkpoint["state_dict"])) is not None:
+            raise Diverged(f"refusing to save a checkpoint with non-finite weights ({bad})")
         if self.tokenizer_json is not None:
             checkpoint["mmfuse_tokenizer"] = self.tokenizer_json
 

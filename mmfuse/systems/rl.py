@@ -170,7 +170,12 @@ class RLSystem(BaseSystem):
                     loss = loss + r["vf_coef"] * v_loss
                     stats.setdefault("value_loss", []).append(v_loss.detach())
                 opt.zero_grad()
+                if not self.check_loss(loss, {"rl policy loss": p_loss, "rl entropy": ent,
+                                              **({"rl value loss": v_loss} if not reinforce else {})}):
+                    continue  # skip_batch: this minibatch's update is dropped
                 self.manual_backward(loss)
+                if not self.check_grads():  # before clipping: a clipped inf gradient would be NaN everywhere
+                    continue
                 # Lightning's manual-optimisation recipe; at runtime a LightningOptimizer is an instance of the
                 # wrapped optimizer's class, which Lightning's Optimizer annotation cannot express
                 self.clip_gradients(opt,  # type: ignore[arg-type]

@@ -48,6 +48,7 @@ class SupervisedSystem(BaseSystem):
         """The weighting's total; in training also its weights logged, the per-task gradients taken and the
         regularisation terms added."""
         total, weights = self.weighting(losses)
+        self.step_terms: dict[str, Tensor] = {f"tasks.{t} loss": v for t, v in losses.items()}
         if stage == "train":
             n = batch_size
             for name, w in weights.items():
@@ -56,12 +57,22 @@ class SupervisedSystem(BaseSystem):
                 acc[0], acc[1] = acc[0] + losses[name].detach().float(), acc[1] + 1
             self.task_grads.step(losses, weights, self.global_step)
             for key, term in self.regularization(self.model).items():
+                self.step_terms[key] = term
                 total = total + term
                 self.log(key, term, on_step=True, on_epoch=True, batch_size=n)
         return total
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        if loss is not None and not self.check_loss(loss, self.step_terms):
+            return None  # skip_batch: Lightning takes no backward or optimiser step for this batch
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return  # fp16's GradScaler skips inf gradients itself (they are expected while it calibrates)
+        if not self.check_grads():
+            optimizer.zero_grad(set_to_none=True)  # skip_batch: AdamW leaves parameters without gradient alone
 
     def on_after_backward(self) -> None:
         scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
