@@ -238,7 +238,7 @@ class BaseSystem(L.LightningModule):
     def _last_checkpoint(self) -> str | None:
         if self._trainer is None:
             return None
-        dirs = {Path(c.dirpath) for c in self.trainer.checkpoint_callbacks if getattr(c, "dirpath", None)}
+        dirs = {Path(d) for c in self.trainer.checkpoint_callbacks if (d := getattr(c, "dirpath", None))}
         files = [f for d in dirs if d.is_dir() for f in d.glob("*.ckpt")]
         return str(max(files, key=lambda f: f.stat().st_mtime)) if files else None
 
