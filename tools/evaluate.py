@@ -27,6 +27,7 @@ from mmfuse.checkpoints import read_checkpoint
 from mmfuse.cli import run_tool
 from mmfuse.config import complete_config
 from mmfuse.evaluation.leakage import leakage_line
+from mmfuse.evaluation.outputs import evaluated_line
 from mmfuse.evaluation.results import format_table
 
 
@@ -72,6 +73,8 @@ def print_summary(result: dict) -> None:
         print(f"(table: dataset {result['dataset']})")
     print(f"\n{result['split']} split, {result['num_questions']} questions, checkpoint {result['checkpoint']}")
     print(format_table(result["accuracy"]))
+    if line := evaluated_line(result):
+        print(line)
     if line := leakage_line(result["leakage"], result["split"]):
         print(line)
     print(f"metrics written to {result['output']}")

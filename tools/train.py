@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 import mmfuse
 from mmfuse.cli import run_tool
 from mmfuse.evaluation.leakage import leakage_line
+from mmfuse.evaluation.outputs import evaluated_line
 from mmfuse.evaluation.results import format_table
 
 
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"best checkpoint: {result['best_checkpoint']}")
     print("test split (official VQA accuracy):")
     print(format_table(result["test_accuracy"]))
+    if line := evaluated_line(result["test_evaluated"]):
+        print(line)
     if line := leakage_line(result["test_leakage"], "test"):
         print(line)
     if (rl := result.get("rl")) and rl["test_sampled_accuracy"] is not None:

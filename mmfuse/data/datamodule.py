@@ -72,6 +72,7 @@ class VQADataModule(L.LightningDataModule):
         self.by_dataset: dict[str, dict[str, list[QARecord]]] = {s.name: {} for s in self.specs}
         self.datasets: dict[str, Any] = {}  # QABatchDataset (one dataset) or MixtureDataset
         self.skipped: dict[str, int] = {}
+        self.split_sizes: dict[tuple[str, str], int] = {}  # (dataset, split) -> questions before data.limit_questions
         self.test_split = "test"  # the split the test loop runs (evaluate() may test on val)
         self.padded_videos: dict[str, int] = {}  # split (or dataset/split) -> videos shorter than num_frames
 
@@ -111,6 +112,7 @@ class VQADataModule(L.LightningDataModule):
                     have[split] = []
             if self.cfg.limit_questions is not None:
                 for s in list(have):
+                    self.split_sizes[(spec.name, s)] = max(len(have[s]), self.split_sizes.get((spec.name, s), 0))
                     have[s] = have[s][: self.cfg.limit_questions]
         return have[split]
 
