@@ -164,6 +164,24 @@ def loader_speed(cfg_path: str, path: str, prepared: str, workers: int, reduced:
     return {"images_per_s": round(statistics.median(rates), 1), "windows": [round(r, 1) for r in rates]}
 
 
+def decode_speed(images: Path, reduced: bool, count: int = 200) -> dict:
+    """Milliseconds per image of the decoder alone (open, decode, resize to 224 px), one thread, no loader:
+    the median of three passes over the same ``count`` JPEGs (cached by the first pass)."""
+    import torch
+
+    from mmfuse.data.images import load_image
+
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    files = sorted(images.glob("*.jpg"))[:count]
+    passes = []
+    for _ in range(4):
+        t0 = time.perf_counter()
+        for f in files:
+            load_image(str(f), None, (224, 224), reduced)
+        passes.append(1000 * (time.perf_counter() - t0) / len(files))
+    return {"ms_per_image": round(statistics.median(passes[1:]), 3)}
+
+
 def last_json_line(cmd: list[str]) -> Any:
     return json.loads(run(cmd).strip().splitlines()[-1])
 
@@ -189,18 +207,24 @@ def table(results: dict[str, Any], sizes: list[int]) -> str:
                 if path != "memory" else "(in memory)"
             lines.append(f"| {n:,} | {path} | {get(f'{n}/train/{path}', 'peak_rss_gib')} | "
                          f"{get(f'{n}/train/{path}', 'seconds_to_first_step')} | {speeds} |")
-    lines += ["", "| train images | prepare_data (s) | prepared size (GiB) | lazy, 2 workers: reduced-scale JPEG "
-              "decode / full-size decode (images/s) |", "|---|---|---|---|"]
+    lines += ["", "| train images | prepare_data (s) | prepared size (GiB) | lazy loader, 2 workers: reduced-scale "
+              "JPEG decode / full-size decode (images/s) | decoder alone, 1 thread: reduced / full (ms per image) |",
+              "|---|---|---|---|---|"]
     for n in sizes:
         reduced, full = get(f"{n}/loader/lazy/2", "images_per_s"), get(f"{n}/loader/lazy-full/2", "images_per_s")
         ratio = f" ({float(reduced) / float(full):.1f}x)" if reduced and full else ""
+        d_red, d_full = get(f"{n}/decode/reduced", "ms_per_image"), get(f"{n}/decode/full", "ms_per_image")
+        d_ratio = f" ({float(d_full) / float(d_red):.1f}x)" if d_red and d_full else ""
         lines.append(f"| {n:,} | {get(f'{n}/prepare', 'seconds')} | {get(f'{n}/prepare', 'gib')} | "
-                     f"{reduced} / {full}{ratio} |")
+                     f"{reduced} / {full}{ratio} | {d_red} / {d_full}{d_ratio} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["decode"]:  # the decoder alone, in a fresh process (called below)
+        print(json.dumps(decode_speed(Path(argv[1]), argv[2] == "1")))
+        return 0
     if argv[:1] == ["loader"]:  # one DataLoader measurement, in a fresh process (called below)
         cfg, path, prepared, workers, reduced, batches = argv[1:]
         print(json.dumps(loader_speed(cfg, path, prepared, int(workers), reduced == "1", int(batches))))
@@ -235,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [sys.executable, "tools/benchmark_data.py", "loader", str(cfg), path.removesuffix("-full"),
                    str(prepared), str(w), "1" if reduced else "0", str(args.batches)]
             measure(f"{n}/loader/{path}/{w}", functools.partial(last_json_line, cmd))
+        for reduced in (True, False):
+            cmd = [sys.executable, "tools/benchmark_data.py", "decode", str(out / f"data_{n}" / "train2014"),
+                   "1" if reduced else "0"]
+            measure(f"{n}/decode/{'reduced' if reduced else 'full'}", functools.partial(last_json_line, cmd))
         (out / "table.md").write_text(table(results, args.sizes))
     print("\n" + table(results, args.sizes))
     medians = [results[k]["images_per_s"] for k in results if k.endswith("/loader/lazy/2")]

@@ -31,6 +31,11 @@ from mmfuse.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 
+def as_is(batch: Any) -> Any:
+    """The DataLoader's collate for batches the dataset already built (module level: workers pickle it)."""
+    return batch
+
+
 def _world_size() -> int:
     return torch.distributed.get_world_size() if torch.distributed.is_available() and \
         torch.distributed.is_initialized() else 1
@@ -259,8 +264,9 @@ class VQADataModule(L.LightningDataModule):
             sampler = EvalShardSampler(sampler, torch.distributed.get_world_size(), torch.distributed.get_rank())
         # Training: Lightning wraps the sampler (DistributedSamplerWrapper): each process takes every
         # world_size-th batch of the epoch's order, the last few batches repeated so all get as many.
-        # batch_size=None: the sampler yields whole batches (lists), the dataset collates them.
-        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=c.num_workers,
+        # batch_size=None: the sampler yields whole batches (lists), the dataset collates them; as_is, because
+        # torch's default per-item conversion would walk every string of the batch (a fifth of a lazy batch's time)
+        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=c.num_workers, collate_fn=as_is,
                           persistent_workers=c.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:

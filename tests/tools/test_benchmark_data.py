@@ -35,11 +35,13 @@ def test_resumes_from_results_and_writes_the_table(tmp_path: Path) -> None:
         for w in (0, 1, 2):
             keys[f"8/loader/{path}/{w}"] = {"images_per_s": 100.0 + w}
     keys["8/loader/lazy-full/2"] = {"images_per_s": 40.0}
+    keys["8/decode/reduced"], keys["8/decode/full"] = {"ms_per_image": 1.0}, {"ms_per_image": 3.0}
     (tmp_path / "results.json").write_text(json.dumps(keys))
     out = run_tool("tools/benchmark_data.py", "--sizes", "8", "--output", str(tmp_path))
     assert out.count("(kept)") == len(keys)  # nothing measured again
     table = (tmp_path / "table.md").read_text()
-    assert "| 8 | lazy | 1.5 | 2 | 100 / 101 / 102 |" in table and "| 8 | 3 | 0.01 | 102 / 40 (2.5x) |" in table
+    assert "| 8 | lazy | 1.5 | 2 | 100 / 101 / 102 |" in table
+    assert "| 8 | 3 | 0.01 | 102 / 40 (2.5x) | 1 / 3 (3.0x) |" in table
 
 
 @pytest.mark.slow
@@ -47,3 +49,4 @@ def test_a_tiny_sweep_measures_everything(tmp_path: Path) -> None:
     run_tool("tools/benchmark_data.py", "--sizes", "20", "--output", str(tmp_path), "--batches", "2")
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["20/train/stream"]["peak_rss_gib"] > 0 and results["20/loader/lazy-full/2"]["images_per_s"] > 0
+    assert results["20/decode/full"]["ms_per_image"] > 0
