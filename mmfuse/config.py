@@ -17,7 +17,9 @@ from typing import Any, cast
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mmfuse.config_checks import check_rl, check_tasks, check_video
+from mmfuse.config_ranges import check_ranges
 from mmfuse.errors import ConfigError
+from mmfuse.registry import check_option_types
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 BASE_CONFIG = CONFIG_DIR / "base.yaml"
@@ -195,6 +197,15 @@ def _check_choices(cfg: DictConfig) -> None:
         if k not in valid_h:
             raise ConfigError(f"config key 'model.fusion.hparams.{k}' is not an option of fusion "
                               f"{cfg.model.fusion.name!r}; valid options: {', '.join(sorted(valid_h)) or 'none'}")
+    from mmfuse.encoders.temporal import TEMPORAL_POOLINGS
+    from mmfuse.fusion.base import FUSIONS
+
+    for where, cls, given in (
+            ("model.fusion.hparams", FUSIONS.get(cfg.model.fusion.name), cfg.model.fusion.hparams),
+            ("model.video.hparams", TEMPORAL_POOLINGS.get(cfg.model.video.pooling), cfg.model.video.hparams)):
+        if problem := check_option_types(where, cls, cast(dict, OmegaConf.to_container(given))):
+            raise ConfigError(problem)
+    check_ranges(cfg)
 
 
 def load_config(

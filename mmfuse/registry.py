@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -64,3 +66,45 @@ def check_options(kind: str, name: str, given: Mapping[str, Any], valid: Mapping
     unknown = sorted(set(given) - set(valid))
     if unknown:
         raise TypeError(f"{kind} {name!r} got unknown option(s) {unknown}; valid options: {sorted(valid) or 'none'}")
+
+
+def option_types(cls: type[Any]) -> dict[str, Any]:
+    """The annotated types of ``cls(...)``'s options (``{}`` where they cannot be resolved)."""
+    try:
+        return typing.get_type_hints(cls.__init__)
+    except Exception:  # an annotation naming something not importable here: leave the check to the constructor
+        return {}
+
+
+def type_mismatch(value: Any, hint: Any) -> bool:
+    """True if ``value`` (from a config) plainly cannot be ``hint``: a string for an int, a float for an int,
+    a number for a bool... Hints it does not know (classes, callables) are never a mismatch."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return False
+    if origin is typing.Union or origin is types.UnionType:
+        return all(type_mismatch(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is not None
+    if hint is bool:
+        return not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, bool) or not isinstance(value, int)
+    if hint is float:
+        return isinstance(value, bool) or not isinstance(value, (int, float))
+    if hint is str:
+        return not isinstance(value, str)
+    if origin in (list, tuple, Sequence) or hint in (list, tuple):
+        return isinstance(value, (str, bytes)) or not isinstance(value, Sequence)
+    return False
+
+
+def check_option_types(where: str, cls: type[Any], given: Mapping[str, Any]) -> str | None:
+    """The first of ``given`` whose value does not fit ``cls``'s annotation, as a message naming
+    ``<where>.<option>``, the value and the type expected; None if all fit."""
+    hints = option_types(cls)
+    for k, v in given.items():
+        if k in hints and type_mismatch(v, hints[k]):
+            expected = getattr(hints[k], "__name__", None) or str(hints[k]).replace("typing.", "")
+            return f"config key '{where}.{k}' is {v!r}; expected {expected}"
+    return None

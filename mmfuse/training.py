@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -65,7 +67,22 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
     init: dict[str, Any] | None = None
     if rl:
         cfg, init = rl_config(cfg)
+    existed = bool(cfg.run_dir) and Path(cfg.run_dir).exists()
     run_dir = make_run_dir(cfg)
+    try:
+        return _run(cfg, run_dir, start, trust, init, fusion, records, reward)
+    except BaseException:
+        # a run that fails before its first checkpoint leaves nothing behind (a folder it did not make, or
+        # one holding a checkpoint, stays: the message may point at that checkpoint)
+        if process_rank() == 0 and not existed and not any(run_dir.glob("checkpoints/*.ckpt")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _run(cfg: DictConfig, run_dir: Path, start: float, trust: bool, init: dict[str, Any] | None,
+         fusion: nn.Module | None, records: dict[str, list[QARecord]] | None, reward: RewardFn | None
+         ) -> dict[str, Any]:
+    rl = init is not None
     zero = process_rank() == 0  # the run directory's files are written once, by the first process
     if zero:
         save_config(cfg, run_dir / "config.yaml")

@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     if init is None:
         sup_dir = out / "stage1"
         run_logged([sys.executable, "tools/train.py", "--config", SUPERVISED, f"run_dir={sup_dir}",
-             "trainer.enable_progress_bar=false"], "stage 1")
+                    "trainer.enable_progress_bar=false", *[o for o in args.overrides if not o.startswith("rl.")]],
+                   "stage 1")
         init = json.loads((sup_dir / "metrics.json").read_text())["best_checkpoint"]
     rows = sweep(out, list(ROWS), args.seeds, args.only, lambda row, seed: run_row(row, seed, init, out,
                                                                               args.overrides), table)

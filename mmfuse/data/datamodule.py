@@ -31,6 +31,16 @@ from mmfuse.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 
+def _where(spec: DatasetSpec, split: str) -> str:
+    """Where a split's questions come from, for messages: its file, its source spec, or the source's own."""
+    given = getattr(spec, split)
+    if given is None:
+        return f"data.source={spec.source}'s own {split} split"
+    if isinstance(given, str):
+        return given
+    return ", ".join(f"{k}: {v}" for k, v in dict(given).items())
+
+
 def as_is(batch: Any) -> Any:
     """The DataLoader's collate for batches the dataset already built (module level: workers pickle it)."""
     return batch
@@ -107,6 +117,13 @@ class VQADataModule(L.LightningDataModule):
             if split in ("train", "val") and spec.val is None and self._has_no_val(spec):
                 train = load_records(spec.source, "train", spec.train, spec.root)
                 have["train"], have["val"] = carve_validation(train, spec.val_fraction)
+                emptied = [s for s in ("train", "val") if train and not have[s]]
+                if emptied:
+                    raise DataError(
+                        f"dataset {spec.name!r}: carving a validation split from the training split "
+                        f"({_where(spec, 'train')}: {len(train)} questions on {len({r.image_key for r in train})} "
+                        f"images) with val_fraction={spec.val_fraction} left the {emptied[0]} split empty; "
+                        f"{'raise' if emptied[0] == 'val' else 'lower'} data.val_fraction or give data.val")
             else:
                 try:
                     have[split] = load_records(spec.source, split, getattr(spec, split), spec.root)
@@ -115,6 +132,8 @@ class VQADataModule(L.LightningDataModule):
                         raise
                     log.info("dataset %r has no %s split (%s)", spec.name, split, e)
                     have[split] = []
+            if required and not have.get(split):
+                raise DataError(f"dataset {spec.name!r}: the {split} split ({_where(spec, split)}) has no questions")
             if self.cfg.limit_questions is not None:
                 for s in list(have):
                     self.split_sizes[(spec.name, s)] = max(len(have[s]), self.split_sizes.get((spec.name, s), 0))

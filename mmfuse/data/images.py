@@ -47,13 +47,28 @@ class BadImage:
     reason: str
 
 
+def to_rgb(im: Image.Image) -> Image.Image:
+    """``im`` as 8-bit RGB. Pillow's own ``convert("RGB")`` clips 16-bit and 32-bit modes at 255 (a 16-bit
+    PNG comes out all white) and float images likewise; those are scaled instead: 16/32-bit integers by
+    1/257 (65535 -> 255), floats in [0, 1] by 255 (other floats taken as 0-255), then clipped."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        a = np.asarray(im, dtype=np.float64) / 257.0  # [H,W]
+    elif im.mode == "F":
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        if a.size and a.max() <= 1.0:
+            a = a * 255.0
+    else:
+        return im.convert("RGB")
+    return Image.fromarray(np.clip(a, 0, 255).round().astype(np.uint8), "L").convert("RGB")
+
+
 def _decode(path: str, size: tuple[int, int] | None = None, reduced: bool = True) -> torch.Tensor:
     with Image.open(path) as im:
         if size is not None and reduced and im.format == "JPEG":
             # the JPEG decoder's own 1/2, 1/4 or 1/8 scaling, never below the wanted (W, H): a 640x480
             # photo for a 224 px model decodes a quarter of the pixels; the exact resize comes after
             im.draft("RGB", (size[1], size[0]))
-        rgb = im.convert("RGB")  # forces the full decode, so truncation surfaces here
+        rgb = to_rgb(im)  # forces the full decode, so truncation surfaces here
     hwc = torch.from_numpy(np.array(rgb, dtype=np.uint8))  # [H,W,3]
     if size is None or tuple(hwc.shape[:2]) == tuple(size):
         return hwc.permute(2, 0, 1).contiguous()
