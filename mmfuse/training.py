@@ -151,6 +151,7 @@ def _run(cfg: DictConfig, run_dir: Path, start: float, trust: bool, init: dict[s
         "skipped_bad_records": skipped,
         "nonfinite_skipped_batches": system.nonfinite_skipped,  # loss.nonfinite=skip_batch
         "padded_short_videos": dict(dm.padded_videos),
+        "truncated_questions": dict(dm.truncated),
         "train_samples_per_s": speed.samples_per_s,
         # from the call of train() (the data read and checked, the model built) to the first training batch
         "seconds_to_first_step": None if speed.first_step_at is None else speed.first_step_at - start,

@@ -20,7 +20,7 @@ ROOM_OF = {
     "mmfuse.metrics": "metrics", "mmfuse.viz": "viz", "mmfuse.objectives": "objectives",
     "mmfuse.encoders": "encoders", "mmfuse.fusion": "fusion", "mmfuse.heads": "heads", "mmfuse.model": "model",
     "mmfuse.rl": "rl", "mmfuse.data": "data", "mmfuse.tasks": "tasks",
-    "mmfuse.config": "config", "mmfuse.config_checks": "config",
+    "mmfuse.config": "config", "mmfuse.config_checks": "config", "mmfuse.config_ranges": "config",
     "mmfuse.systems": "systems", "mmfuse.callbacks": "callbacks",
     "mmfuse.evaluation": "evaluation", "mmfuse.runner": "runner",
     "mmfuse.training": "entry", "mmfuse.crossval": "entry", "mmfuse.prepare": "entry", "mmfuse.evaluation.run": "entry",

@@ -26,12 +26,3 @@ def test_limited_evaluation_reports_what_was_evaluated(tmp_path: Path, limit: st
     assert len(preds) == metrics["num_questions"] == metrics["accuracy"]["num_scored"]
     assert f"evaluated {metrics['num_questions']} of {in_split} questions of the split ({limit})" in out
 
-
-def test_unlimited_evaluation_says_nothing_is_limited(tmp_path: Path) -> None:
-    data = make_jsonl_dataset(tmp_path / "data", n_images=8)
-    run = tmp_path / "run"
-    out = run_tool("tools/train.py", "--config", str(TINY), *jsonl_overrides(data, run), "trainer.logger=none",
-                   "trainer.max_epochs=1")
-    metrics = json.loads((run / "eval_test" / "metrics.json").read_text())
-    assert metrics["evaluation_limited_by"] == {} and metrics["num_questions"] == metrics["num_questions_in_split"]
-    assert "questions of the split" not in out

@@ -30,6 +30,8 @@ def test_train_then_evaluate_reproduces_test_accuracy(jsonl_data: dict, tmp_path
     assert ev["lightning"]["test/acc"] == pytest.approx(acc, abs=1e-9)
     assert ev["accuracy"]["overall"] == round(100 * acc, 2) == metrics["test_accuracy"]["overall"]
     assert ev["num_questions"] == 12 and ev["checkpoint"] == str(best) and ev["split"] == "test"
+    assert ev["num_questions_in_split"] == 12 and ev["evaluation_limited_by"] == {}  # nothing cut short
+    assert "questions of the split" not in out
     assert ev["config_hash"] == metrics["config_hash"] and len(ev["config_hash"]) == 64
     assert ev["leakage"] == {"checked": True, "shared_question_ids": 0, "shared_image_question_pairs": 0,
                              "image_identity": "content", "examples": []}

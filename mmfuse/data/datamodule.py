@@ -89,6 +89,7 @@ class VQADataModule(L.LightningDataModule):
         self.skipped: dict[str, int] = {}
         self.split_sizes: dict[tuple[str, str], int] = {}  # (dataset, split) -> questions before data.limit_questions
         self.test_split = "test"  # the split the test loop runs (evaluate() may test on val)
+        self.truncated: dict[str, int] = {}  # split (or dataset/split) -> questions cut to max_question_length
         self.padded_videos: dict[str, int] = {}  # split (or dataset/split) -> videos shorter than num_frames
 
     # -- records, vocabulary, tokenizer ------------------------------------------------------
@@ -182,7 +183,7 @@ class VQADataModule(L.LightningDataModule):
         key = split if len(self.specs) == 1 else f"{name}/{split}"
         spec = next(s for s in self.specs if s.name == name)
         if spec.source == "prepared":  # images streamed from the prepared chunks: nothing to check or decode here
-            streamed = StreamedSplit(str(spec.root), split, self._questions(records), self.img_size,
+            streamed = StreamedSplit(str(spec.root), split, self._questions(records, key), self.img_size,
                                      list(c.augment) if split == "train" else [], self.seed)
             if streamed.skipped:  # left out when the dataset was prepared (data.skip_bad_records)
                 self.skipped[key] = streamed.skipped
@@ -203,7 +204,7 @@ class VQADataModule(L.LightningDataModule):
         if not records:
             raise DataError(f"split {split!r} of dataset {name!r} has no usable questions")
         row = {k: i for i, k in enumerate(keys)}
-        q = self._questions(records)
+        q = self._questions(records, key)
         return QABatchDataset(
             records, visuals.get("images"), [row[r.image_key] for r in records], q.input_ids, q.targets,
             q.num_answers, q.pad_id, augment_ops=list(c.augment) if split == "train" else [],
@@ -211,15 +212,29 @@ class VQADataModule(L.LightningDataModule):
             skip_bad=bool(c.skip_bad_records),
         )
 
-    def _questions(self, records: list[QARecord]) -> Questions:
-        """The questions tokenised and their soft targets (prepare() built the tokenizer and vocabulary)."""
+    def _questions(self, records: list[QARecord], key: str) -> Questions:
+        """The questions tokenised and their soft targets (prepare() built the tokenizer and vocabulary).
+        Questions longer than ``data.max_question_length`` tokens are cut to it (``[CLS]``, the first tokens,
+        ``[SEP]``, as the tokenizer's own truncation does), counted in ``truncated[key]`` and warned once."""
         assert self.vocab is not None and self.tokenizer is not None
+        limit = int(self.cfg.max_question_length)
         ids = RaggedIds()
+        cut, example = 0, None
         for start in range(0, len(records), 8192):  # in slices: the tokenizer's own lists are large per question
             chunk = [r.question for r in records[start:start + 8192]]
-            ids.extend(self.tokenizer(chunk, truncation=True, max_length=self.cfg.max_question_length,
-                                      add_special_tokens=True, return_attention_mask=False,
-                                      return_token_type_ids=False)["input_ids"])
+            rows = self.tokenizer(chunk, add_special_tokens=True, return_attention_mask=False,
+                                  return_token_type_ids=False)["input_ids"]
+            for j, row in enumerate(rows):
+                if len(row) > limit:
+                    rows[j] = row[:limit - 1] + row[-1:]
+                    cut += 1
+                    example = example or records[start + j]
+            ids.extend(rows)
+        if cut:
+            self.truncated[key] = cut
+            assert example is not None
+            log.warning("%s: %d of %d questions are longer than data.max_question_length=%d tokens and were cut "
+                        "to it (e.g. question_id %r)", key, cut, len(records), limit, example.question_id)
         targets = RaggedTargets(self.vocab.soft_target(r) for r in records)
         return Questions(records, ids, targets, len(self.vocab), int(self.tokenizer.pad_token_id or 0))
 

@@ -244,7 +244,8 @@ class BaseSystem(L.LightningModule):
 
     # -- checkpoint extras --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if (bad := first_nonfinite_term(checkpoint["state_dict"])) is not None:
+        # parameters only: some buffers hold NaN by design (DWA's loss history before its first epochs)
+        if (bad := first_nonfinite_term(dict(self.named_parameters()))) is not None:
             raise Diverged(f"refusing to save a checkpoint with non-finite weights ({bad})")
         if self.tokenizer_json is not None:
             checkpoint["mmfuse_tokenizer"] = self.tokenizer_json

@@ -42,3 +42,30 @@ def test_the_cli_says_it_in_one_line(jsonl_data: dict, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("data error: ") and str(jsonl_data["test"]) in last and "has no questions" in last
+
+
+def test_questions_over_the_length_limit_are_cut_counted_and_warned(jsonl_data: dict, tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import json
+
+    from mmfuse.runner import build_datamodule
+
+    lines = jsonl_data["train"].read_text().splitlines()
+    long_q = json.loads(lines[0])
+    long_q["question"] = "what " + "very " * 30 + "big shape is this?"
+    lines[0] = json.dumps(long_q)
+    jsonl_data["train"].write_text("\n".join(lines) + "\n")
+    cfg = mmfuse.load_config(TINY, jsonl_overrides(jsonl_data, tmp_path / "run") + ["data.max_question_length=8"])
+    dm = build_datamodule(cfg)
+    dm.prepare()
+    dm.img_size = (32, 32)
+    with caplog.at_level("WARNING"):
+        dm.setup("fit")
+    assert dm.truncated == {"train": 1}
+    assert sum("longer than data.max_question_length=8" in r.message for r in caplog.records) == 1
+    questions = dm.train_dataloader().dataset.questions
+    row = [r.question for r in questions.records].index(long_q["question"])
+    ids = questions.input_ids[row].tolist()
+    assert len(ids) == 8 and ids[-1] == dm.tokenizer.sep_token_id and ids[0] == dm.tokenizer.cls_token_id
+    full = dm.tokenizer(long_q["question"])["input_ids"]
+    assert ids[:7] == full[:7]  # the question's first tokens, then [SEP]: the tokenizer's own truncation
