@@ -5,6 +5,7 @@ checkpoint. It sits below the entry points, which import it and never each other
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import warnings
 from collections.abc import Iterator
@@ -108,6 +109,31 @@ def progress_bar(cfg: DictConfig) -> list[L.Callback]:
     return [TQDMProgressBar(refresh_rate=max(1, cfg.trainer.progress_bar_refresh_rate))]
 
 
+class AppendingCSVLogger(CSVLogger):
+    """Lightning's CSV logger writing ``<run>/logs/metrics.csv``, except that a run resumed into its own
+    directory keeps the rows logged before its checkpoint's step (Lightning's writer deletes an existing
+    ``metrics.csv`` when it starts): the file holds the whole history, not only what came after the resume."""
+
+    def __init__(self, save_dir: str, keep_before_step: int | None = None) -> None:
+        super().__init__(save_dir, name="", version="logs")
+        self._earlier: list[dict[str, str]] = []
+        path = Path(save_dir) / "logs" / "metrics.csv"
+        if keep_before_step is not None and path.is_file():
+            with path.open(newline="") as f:
+                self._earlier = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(f)
+                                 if row.get("step") and int(float(row["step"])) < keep_before_step]
+
+    @property
+    def experiment(self) -> Any:
+        fresh = self._experiment is None
+        writer = super().experiment
+        if fresh and self._earlier and isinstance(getattr(writer, "metrics", None), list):  # (rank 0's writer)
+            # queued ahead of the new rows; written at the first save
+            writer.metrics[:0] = self._earlier
+            self._earlier = []
+        return writer
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback], logger: bool = True) -> L.Trainer:
     """A ``Trainer`` from ``cfg.trainer`` writing into ``run_dir`` (``logger=False``: no logger, as in evaluation)."""
     t = cfg.trainer
@@ -118,7 +144,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback], l
         torch.set_num_threads(int(t.num_threads))
     loggers: list[Any] = []
     if logger and t.logger == "csv":
-        loggers.append(CSVLogger(str(run_dir), name="", version="logs"))
+        resumed_at = None
+        if cfg.get("resume") and (run_dir / "logs" / "metrics.csv").is_file():  # resumed into its own run
+            resumed_at = int(read_checkpoint(cfg.resume, trust=bool(cfg.trust_checkpoint), mmap=True)["global_step"])
+        loggers.append(AppendingCSVLogger(str(run_dir), resumed_at))
     elif logger and t.logger == "tensorboard":
         loggers.append(TensorBoardLogger(str(run_dir), name="", version="tensorboard"))
     return L.Trainer(

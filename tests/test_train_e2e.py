@@ -115,3 +115,20 @@ def test_last_checkpoint_is_the_last_epoch_even_when_the_best_is_earlier(jsonl_d
     assert last["global_step"] == 3 * best["global_step"]
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert names == [Path(result["best_checkpoint"]).name, "last.ckpt"]
+
+
+def test_resuming_into_the_same_run_keeps_the_earlier_log_rows(jsonl_data: dict, tmp_path: Path) -> None:
+    import csv
+
+    run = tmp_path / "run"
+    base = jsonl_overrides(jsonl_data, run) + ["trainer.logger=csv"]
+    mmfuse.train(mmfuse.load_config(TINY, base + ["trainer.max_epochs=2"]))
+
+    def val_epochs() -> list[int]:
+        with (run / "logs" / "metrics.csv").open(newline="") as f:
+            return [int(float(r["epoch"])) for r in csv.DictReader(f) if r.get("val/acc")]
+
+    assert val_epochs() == [0, 1]
+    mmfuse.train(mmfuse.load_config(TINY, base + ["trainer.max_epochs=3",
+                                                  f"resume={run / 'checkpoints' / 'last.ckpt'}"]))
+    assert val_epochs() == [0, 1, 2]  # the history before the resume is kept, nothing repeated
