@@ -108,6 +108,11 @@ def question_batch(q: Questions, idx: Sequence[int], image_index: Sequence[int],
     }
 
 
+
+def as_is(batch: Any) -> Any:
+    """The DataLoader's collate for batches the dataset already built (module level: workers pickle it)."""
+    return batch
+
 class QABatchDataset(Dataset):
     """Indexed by a list of question indices; returns the collated batch dict.
 

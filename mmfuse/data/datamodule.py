@@ -15,35 +15,20 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from mmfuse.data.answer_tokens import AnswerTokenizer
-from mmfuse.data.batching import EvalShardSampler, GroupedBatchSampler, QABatchDataset, Questions
+from mmfuse.data.batching import EvalShardSampler, GroupedBatchSampler, QABatchDataset, Questions, as_is
 from mmfuse.data.images import ImageLoader, check_images, load_images
 from mmfuse.data.mixture import MixtureBatchSampler, MixtureDataset
-from mmfuse.data.ragged import RaggedIds, RaggedTargets
+from mmfuse.data.ragged import RaggedTargets
 from mmfuse.data.schema import QARecord
 from mmfuse.data.sources import load_records
-from mmfuse.data.splits import DatasetSpec, carve_validation, dataset_specs, media_of
+from mmfuse.data.splits import DatasetSpec, carve_validation, check_carved, dataset_specs, media_of, split_origin
 from mmfuse.data.streaming import StreamedSplit
-from mmfuse.data.tokenizer import build_tokenizer
+from mmfuse.data.tokenizer import build_tokenizer, tokenize_questions
 from mmfuse.data.video_store import VideoStore
 from mmfuse.data.vocab import AnswerVocab
 from mmfuse.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-
-
-def _where(spec: DatasetSpec, split: str) -> str:
-    """Where a split's questions come from, for messages: its file, its source spec, or the source's own."""
-    given = getattr(spec, split)
-    if given is None:
-        return f"data.source={spec.source}'s own {split} split"
-    if isinstance(given, str):
-        return given
-    return ", ".join(f"{k}: {v}" for k, v in dict(given).items())
-
-
-def as_is(batch: Any) -> Any:
-    """The DataLoader's collate for batches the dataset already built (module level: workers pickle it)."""
-    return batch
 
 
 def _world_size() -> int:
@@ -118,13 +103,7 @@ class VQADataModule(L.LightningDataModule):
             if split in ("train", "val") and spec.val is None and self._has_no_val(spec):
                 train = load_records(spec.source, "train", spec.train, spec.root)
                 have["train"], have["val"] = carve_validation(train, spec.val_fraction)
-                emptied = [s for s in ("train", "val") if train and not have[s]]
-                if emptied:
-                    raise DataError(
-                        f"dataset {spec.name!r}: carving a validation split from the training split "
-                        f"({_where(spec, 'train')}: {len(train)} questions on {len({r.image_key for r in train})} "
-                        f"images) with val_fraction={spec.val_fraction} left the {emptied[0]} split empty; "
-                        f"{'raise' if emptied[0] == 'val' else 'lower'} data.val_fraction or give data.val")
+                check_carved(spec, train, have["train"], have["val"])
             else:
                 try:
                     have[split] = load_records(spec.source, split, getattr(spec, split), spec.root)
@@ -134,7 +113,8 @@ class VQADataModule(L.LightningDataModule):
                     log.info("dataset %r has no %s split (%s)", spec.name, split, e)
                     have[split] = []
             if required and not have.get(split):
-                raise DataError(f"dataset {spec.name!r}: the {split} split ({_where(spec, split)}) has no questions")
+                where = split_origin(spec, split)
+                raise DataError(f"dataset {spec.name!r}: the {split} split ({where}) has no questions")
             if self.cfg.limit_questions is not None:
                 for s in list(have):
                     self.split_sizes[(spec.name, s)] = max(len(have[s]), self.split_sizes.get((spec.name, s), 0))
@@ -218,23 +198,11 @@ class VQADataModule(L.LightningDataModule):
         ``[SEP]``, as the tokenizer's own truncation does), counted in ``truncated[key]`` and warned once."""
         assert self.vocab is not None and self.tokenizer is not None
         limit = int(self.cfg.max_question_length)
-        ids = RaggedIds()
-        cut, example = 0, None
-        for start in range(0, len(records), 8192):  # in slices: the tokenizer's own lists are large per question
-            chunk = [r.question for r in records[start:start + 8192]]
-            rows = self.tokenizer(chunk, add_special_tokens=True, return_attention_mask=False,
-                                  return_token_type_ids=False)["input_ids"]
-            for j, row in enumerate(rows):
-                if len(row) > limit:
-                    rows[j] = row[:limit - 1] + row[-1:]
-                    cut += 1
-                    example = example or records[start + j]
-            ids.extend(rows)
+        ids, cut = tokenize_questions(self.tokenizer, [r.question for r in records], limit)
         if cut:
-            self.truncated[key] = cut
-            assert example is not None
+            self.truncated[key] = len(cut)
             log.warning("%s: %d of %d questions are longer than data.max_question_length=%d tokens and were cut "
-                        "to it (e.g. question_id %r)", key, cut, len(records), limit, example.question_id)
+                        "to it (e.g. question_id %r)", key, len(cut), len(records), limit, records[cut[0]].question_id)
         targets = RaggedTargets(self.vocab.soft_target(r) for r in records)
         return Questions(records, ids, targets, len(self.vocab), int(self.tokenizer.pad_token_id or 0))
 

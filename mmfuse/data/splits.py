@@ -66,3 +66,26 @@ def media_of(records: list[QARecord], where: str) -> str:
         raise DataError(f"{where}: mixes images and videos (e.g. question_id {first['image'].question_id!r} is about "
                         f"an image, {first['video'].question_id!r} about a video); a split holds one kind")
     return kinds.pop() if kinds else "image"
+
+
+def split_origin(spec: DatasetSpec, split: str) -> str:
+    """Where a split's questions come from, for messages: its file, its source spec, or the source's own."""
+    given = getattr(spec, split)
+    if given is None:
+        return f"data.source={spec.source}'s own {split} split"
+    if isinstance(given, str):
+        return given
+    return ", ".join(f"{k}: {v}" for k, v in dict(given).items())
+
+
+def check_carved(spec: DatasetSpec, records: list[QARecord], train: list[QARecord], val: list[QARecord]) -> None:
+    """A DataError naming the training split, its size and ``val_fraction`` if carving ``records`` into
+    (``train``, ``val``) left either side empty."""
+    emptied = [name for name, part in (("train", train), ("val", val)) if records and not part]
+    if emptied:
+        images, fix = len({r.image_key for r in records}), "raise" if emptied[0] == "val" else "lower"
+        raise DataError(
+            f"dataset {spec.name!r}: carving a validation split from the training split "
+            f"({split_origin(spec, 'train')}: {len(records)} questions on {images} images) with "
+            f"val_fraction={spec.val_fraction} left the {emptied[0]} split empty; {fix} data.val_fraction or "
+            "give data.val")

@@ -4,11 +4,13 @@ on the training questions with ``tokenizers`` (saved with the run and inside che
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from mmfuse.data.ragged import RaggedIds
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -87,3 +89,20 @@ def build_tokenizer(
     if save_dir is not None:
         tok.save_pretrained(str(save_dir))
     return tok
+
+
+def tokenize_questions(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], limit: int
+                       ) -> tuple[RaggedIds, list[int]]:
+    """``texts`` as token ids with ``[CLS]``/``[SEP]``, each cut to ``limit`` tokens as the tokenizer's own
+    truncation does (``[CLS]``, the first tokens, ``[SEP]``); returns the ids and the positions that were cut.
+    In slices of 8,192: the tokenizer's own per-question lists are large."""
+    ids, cut = RaggedIds(), []
+    for start in range(0, len(texts), 8192):
+        rows = tokenizer(list(texts[start:start + 8192]), add_special_tokens=True, return_attention_mask=False,
+                         return_token_type_ids=False)["input_ids"]
+        for j, row in enumerate(rows):
+            if len(row) > limit:
+                rows[j] = row[:limit - 1] + row[-1:]
+                cut.append(start + j)
+        ids.extend(rows)
+    return ids, cut
