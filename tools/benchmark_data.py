@@ -8,7 +8,8 @@ For each size N (train images; 640x480 JPEGs, about 5 questions each, plus a 200
 * trains 5 steps on each path (``tools/train.py``, the easy-VQA model at 224 px) in its own process: peak
   RSS (``/usr/bin/time``) and seconds from ``train()``'s call to the first training step;
 * times the training DataLoader alone (no model): images/s at 0, 1 and 2 workers for the lazy and the
-  streamed path, and, lazy with 2 workers, JPEGs decoded at full size instead of reduced scale.
+  streamed path; and, lazy with 2 workers, JPEGs decoded at reduced scale against full size, in alternating
+  windows of one process (so their ratio is measured in one run), as for the decoder alone.
 
     python tools/benchmark_data.py [--sizes 2000 8000 32000] [--output runs/bench_data] [--force]
 
@@ -39,11 +40,19 @@ COLORS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 70, 220), "
           "white": (245, 245, 245), "black": (20, 20, 20)}
 SHAPES = ("box", "ball")
 SIZE = (640, 480)
+GRAIN = 20.0  # photographic grain (see _image)
 
 
 # -- the data ---------------------------------------------------------------------------------------------
 def _image(args: tuple[str, int, int]) -> list[dict[str, Any]]:
-    """Draw one 640x480 JPEG (gradient background, 1-4 shapes) and return its questions."""
+    """Draw one 640x480 JPEG (gradient background, 1-4 shapes, photographic grain) and return its questions.
+
+    The grain (Gaussian, sigma ``GRAIN``) gives the file a photo's entropy: about 150 KB at quality 90, near
+    COCO's average (train2014: 13 GB for 82,783 images). Without it a flat drawing compresses to ~8 KB and
+    decodes in a fraction of a photo's time, which would flatter every decoder and hide what JPEG decoding
+    costs at scale.
+    """
+    import numpy as np
     from PIL import Image, ImageDraw
 
     path, image_id, seed = args
@@ -57,6 +66,8 @@ def _image(args: tuple[str, int, int]) -> list[dict[str, Any]]:
         x, y, w, h = rng.randrange(0, 520), rng.randrange(0, 360), rng.randrange(40, 120), rng.randrange(40, 120)
         (draw.ellipse if shape == "ball" else draw.rectangle)((x, y, x + w, y + h), fill=COLORS[color])
         shapes.append((color, shape))
+    grain = np.random.default_rng(seed).normal(0.0, GRAIN, (SIZE[1], SIZE[0], 3))  # [H, W, 3]
+    im = Image.fromarray(np.clip(np.asarray(im, dtype=np.float64) + grain, 0, 255).astype(np.uint8))
     im.save(path, quality=90)
     color, shape = shapes[0]
     absent = rng.choice([c for c in COLORS if c not in {c for c, _ in shapes}] or ["purple"])
@@ -135,51 +146,87 @@ def train(cfg: Path, path: str, prepared: Path, run_dir: Path) -> dict[str, Any]
     return {"peak_rss_gib": round(rss / 2**20, 2), "seconds_to_first_step": round(metrics["seconds_to_first_step"], 1)}
 
 
-def loader_speed(cfg_path: str, path: str, prepared: str, workers: int, reduced: bool, batches: int) -> dict:
-    """Images/s of the training DataLoader alone (after a warm-up batch); run in this tool's own process."""
+def _loader(cfg_path: str, path: str, prepared: str, workers: int, reduced: bool) -> Any:
+    """The training DataLoader of ``path`` at 224 px (no model)."""
     import mmfuse
     from mmfuse.runner import build_datamodule
 
     over = [*_path_overrides(path, Path(prepared), workers), f"data.jpeg_reduced={str(reduced).lower()}"]
-    cfg = mmfuse.load_config([cfg_path], over)
-    dm = build_datamodule(cfg)
+    dm = build_datamodule(mmfuse.load_config([cfg_path], over))
     dm.prepare()
     dm.img_size = (224, 224)
     dm.setup("fit")
-    loader = dm.train_dataloader()
+    return dm.train_dataloader()
 
-    def forever() -> Any:  # epoch after epoch (a small dataset has few batches)
+
+def _started(loader: Any, workers: int) -> Any:
+    """An endless iterator over ``loader`` (epoch after epoch: a small dataset has few batches), past the
+    workers' start and their first prefetch: steady state from here."""
+    def forever() -> Any:
         while True:
             yield from loader
 
     it = forever()
-    for _ in range(max(2, workers * 2)):  # workers started and their prefetch drained: steady state from here
+    for _ in range(max(2, workers * 2)):
         next(it)
-    rates = []
-    for _ in range(3):  # the median of three windows: one hiccup of a shared 2-core machine does not decide it
-        images, t0 = 0, time.perf_counter()
-        for _ in range(batches):
-            images += next(it)["image"].shape[0]
-        rates.append(images / (time.perf_counter() - t0))
+    return it
+
+
+def _rate(it: Any, batches: int) -> float:
+    images, t0 = 0, time.perf_counter()
+    for _ in range(batches):
+        images += next(it)["image"].shape[0]
+    return images / (time.perf_counter() - t0)
+
+
+def loader_speed(cfg_path: str, path: str, prepared: str, workers: int, batches: int) -> dict:
+    """Images/s of the training DataLoader alone; run in this tool's own process. The median of three
+    windows: one hiccup of a shared 2-core machine does not decide it."""
+    it = _started(_loader(cfg_path, path, prepared, workers, True), workers)
+    rates = [_rate(it, batches) for _ in range(3)]
     return {"images_per_s": round(statistics.median(rates), 1), "windows": [round(r, 1) for r in rates]}
 
 
-def decode_speed(images: Path, reduced: bool, count: int = 200) -> dict:
-    """Milliseconds per image of the decoder alone (open, decode, resize to 224 px), one thread, no loader:
-    the median of three passes over the same ``count`` JPEGs (cached by the first pass)."""
+def loader_pair(cfg_path: str, prepared: str, workers: int, batches: int) -> dict:
+    """The lazy loader with JPEGs decoded at reduced scale and at full size, in one process, in alternating
+    windows (reduced, full, reduced, ...; each loader's workers started afresh for its window and stopped
+    after it, so the idle one takes no CPU): the ratio of adjacent windows is not confounded by the
+    machine's drift between two runs. Medians of three rounds."""
+    loaders = {r: _loader(cfg_path, "lazy", prepared, workers, r) for r in (True, False)}
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(3):
+        for reduced in (True, False):
+            it = _started(loaders[reduced], workers)
+            rates[reduced].append(_rate(it, batches))
+            it.close()  # drops the loader iterator: its workers shut down
+    ratios = [r / f for r, f in zip(rates[True], rates[False], strict=True)]
+    return {"reduced_images_per_s": round(statistics.median(rates[True]), 1),
+            "full_images_per_s": round(statistics.median(rates[False]), 1),
+            "ratio": round(statistics.median(ratios), 2),
+            "windows": {"reduced": [round(r, 1) for r in rates[True]], "full": [round(r, 1) for r in rates[False]]}}
+
+
+def decode_pair(images: Path, count: int = 200) -> dict:
+    """Milliseconds per image of the decoder alone (open, decode, resize to 224 px), one thread as in a
+    DataLoader worker, no loader: reduced-scale and full-size passes over the same ``count`` JPEGs
+    alternate (after one pass of each that warms the page cache); medians of three."""
     import torch
 
     from mmfuse.data.images import load_image
 
-    torch.set_num_threads(1)  # as in a DataLoader worker
+    torch.set_num_threads(1)
     files = sorted(images.glob("*.jpg"))[:count]
-    passes = []
+    passes: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(4):
-        t0 = time.perf_counter()
-        for f in files:
-            load_image(str(f), None, (224, 224), reduced)
-        passes.append(1000 * (time.perf_counter() - t0) / len(files))
-    return {"ms_per_image": round(statistics.median(passes[1:]), 3)}
+        for reduced in (True, False):
+            t0 = time.perf_counter()
+            for f in files:
+                load_image(str(f), None, (224, 224), reduced)
+            passes[reduced].append(1000 * (time.perf_counter() - t0) / len(files))
+    red, full = passes[True][1:], passes[False][1:]
+    return {"reduced_ms": round(statistics.median(red), 3), "full_ms": round(statistics.median(full), 3),
+            "ratio": round(statistics.median(f / r for r, f in zip(red, full, strict=True)), 2),
+            "kb_per_file": round(sum(f.stat().st_size for f in files) / len(files) / 1024, 1)}
 
 
 def last_json_line(cmd: list[str]) -> Any:
@@ -207,27 +254,31 @@ def table(results: dict[str, Any], sizes: list[int]) -> str:
                 if path != "memory" else "(in memory)"
             lines.append(f"| {n:,} | {path} | {get(f'{n}/train/{path}', 'peak_rss_gib')} | "
                          f"{get(f'{n}/train/{path}', 'seconds_to_first_step')} | {speeds} |")
-    lines += ["", "| train images | prepare_data (s) | prepared size (GiB) | lazy loader, 2 workers: reduced-scale "
-              "JPEG decode / full-size decode (images/s) | decoder alone, 1 thread: reduced / full (ms per image) |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| train images | prepare_data (s) | prepared size (GiB) | JPEG size (KB) | lazy loader, 2 workers: "
+              "JPEG decoded at reduced scale / full size (images/s) | decoder alone, 1 thread: reduced / full "
+              "(ms per image) |", "|---|---|---|---|---|---|"]
     for n in sizes:
-        reduced, full = get(f"{n}/loader/lazy/2", "images_per_s"), get(f"{n}/loader/lazy-full/2", "images_per_s")
-        ratio = f" ({float(reduced) / float(full):.1f}x)" if reduced and full else ""
-        d_red, d_full = get(f"{n}/decode/reduced", "ms_per_image"), get(f"{n}/decode/full", "ms_per_image")
-        d_ratio = f" ({float(d_full) / float(d_red):.1f}x)" if d_red and d_full else ""
+        pair, dec = f"{n}/loader/jpeg/2", f"{n}/decode"
+        loader = f"{get(pair, 'reduced_images_per_s')} / {get(pair, 'full_images_per_s')} ({get(pair, 'ratio')}x)" \
+            if pair in results else ""
+        decode = f"{get(dec, 'reduced_ms')} / {get(dec, 'full_ms')} ({get(dec, 'ratio')}x)" if dec in results else ""
         lines.append(f"| {n:,} | {get(f'{n}/prepare', 'seconds')} | {get(f'{n}/prepare', 'gib')} | "
-                     f"{reduced} / {full}{ratio} | {d_red} / {d_full}{d_ratio} |")
+                     f"{get(dec, 'kb_per_file')} | {loader} | {decode} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["decode"]:  # the decoder alone, in a fresh process (called below)
-        print(json.dumps(decode_speed(Path(argv[1]), argv[2] == "1")))
+        print(json.dumps(decode_pair(Path(argv[1]))))
         return 0
     if argv[:1] == ["loader"]:  # one DataLoader measurement, in a fresh process (called below)
-        cfg, path, prepared, workers, reduced, batches = argv[1:]
-        print(json.dumps(loader_speed(cfg, path, prepared, int(workers), reduced == "1", int(batches))))
+        a = argv[1:]
+        print(json.dumps(loader_speed(a[0], a[1], a[2], int(a[3]), int(a[4]))))
+        return 0
+    if argv[:1] == ["loader-pair"]:  # reduced vs full decode in the loader, in a fresh process (called below)
+        a = argv[1:]
+        print(json.dumps(loader_pair(a[0], a[1], int(a[2]), int(a[3]))))
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000, 32000], help="train images")
@@ -254,15 +305,15 @@ def main(argv: list[str] | None = None) -> int:
         measure(f"{n}/prepare", functools.partial(prepare, cfg, prepared))
         for path in PATHS:
             measure(f"{n}/train/{path}", functools.partial(train, cfg, path, prepared, out / f"run_{n}_{path}"))
-        rows = [(path, w, True) for path in ("lazy", "stream") for w in (0, 1, 2)] + [("lazy-full", 2, False)]
-        for path, w, reduced in rows:
-            cmd = [sys.executable, "tools/benchmark_data.py", "loader", str(cfg), path.removesuffix("-full"),
-                   str(prepared), str(w), "1" if reduced else "0", str(args.batches)]
-            measure(f"{n}/loader/{path}/{w}", functools.partial(last_json_line, cmd))
-        for reduced in (True, False):
-            cmd = [sys.executable, "tools/benchmark_data.py", "decode", str(out / f"data_{n}" / "train2014"),
-                   "1" if reduced else "0"]
-            measure(f"{n}/decode/{'reduced' if reduced else 'full'}", functools.partial(last_json_line, cmd))
+        tool = [sys.executable, "tools/benchmark_data.py"]
+        for path in ("lazy", "stream"):
+            for w in (0, 1, 2):
+                cmd = [*tool, "loader", str(cfg), path, str(prepared), str(w), str(args.batches)]
+                measure(f"{n}/loader/{path}/{w}", functools.partial(last_json_line, cmd))
+        cmd = [*tool, "loader-pair", str(cfg), str(prepared), "2", str(args.batches)]
+        measure(f"{n}/loader/jpeg/2", functools.partial(last_json_line, cmd))
+        cmd = [*tool, "decode", str(out / f"data_{n}" / "train2014")]
+        measure(f"{n}/decode", functools.partial(last_json_line, cmd))
         (out / "table.md").write_text(table(results, args.sizes))
     print("\n" + table(results, args.sizes))
     medians = [results[k]["images_per_s"] for k in results if k.endswith("/loader/lazy/2")]
