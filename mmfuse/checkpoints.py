@@ -12,16 +12,18 @@ the file and the opt-in (``--trust-checkpoint`` on the tools, ``trust_checkpoint
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from mmfuse.errors import UnsafeCheckpoint
 
-__all__ = ["UnsafeCheckpoint", "check_checkpoint", "read_checkpoint"]
+__all__ = ["AtomicCheckpointIO", "UnsafeCheckpoint", "check_checkpoint", "read_checkpoint"]
 
 
 def read_checkpoint(path: str | Path, trust: bool = False, mmap: bool = False) -> dict[str, Any]:
@@ -50,3 +52,26 @@ def read_checkpoint(path: str | Path, trust: bool = False, mmap: bool = False) -
 def check_checkpoint(path: str | Path, trust: bool = False) -> None:
     """Raise as :func:`read_checkpoint` would, before Lightning reads ``path`` (``weights_only=not trust``)."""
     read_checkpoint(path, trust=trust, mmap=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic on local disks: the file is written beside its target as
+    ``.<name>.tmp-<pid>``, flushed to disk and renamed over it, so a process killed mid-write leaves the
+    previous ``last.ckpt`` whole (a rename within one directory is atomic). Lightning's own writer goes
+    through the system temp directory, which is often another file system (``tmpfs``), where the final
+    move is a copy. URLs (``s3://``...) go to Lightning's writer."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)

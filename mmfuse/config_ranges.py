@@ -42,6 +42,7 @@ RANGES: dict[str, tuple[str, str]] = {
     "trainer.max_steps": ("int", "-1 or >= 1"),
     "trainer.num_nodes": ("int", ">= 1"),
     "trainer.log_every_n_steps": ("int", ">= 1"),
+    "checkpoint.every_n_steps": ("int", ">= 0"),
     "trainer.check_val_every_n_epoch": ("int", ">= 1"),
     "trainer.progress_bar_refresh_rate": ("int", ">= 1"),
     "trainer.num_threads": ("int", ">= 1"),

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from mmfuse.callbacks import DroppedQuestions
-from mmfuse.checkpoints import read_checkpoint
+from mmfuse.checkpoints import AtomicCheckpointIO, read_checkpoint
 from mmfuse.data.datamodule import VQADataModule
 from mmfuse.data.tokenizer import tokenizer_from_json
 from mmfuse.data.vocab import AnswerVocab
@@ -159,7 +159,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback], l
         enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic,
         # manual optimisation (RL) clips inside its own step; Lightning refuses gradient_clip_val there
         gradient_clip_val=None if cfg.stage == "rl" else cfg.optim.grad_clip or None, default_root_dir=str(run_dir),
-        logger=loggers or False, callbacks=[*callbacks, *progress_bar(cfg)],
+        logger=loggers or False, callbacks=[*callbacks, *progress_bar(cfg)], plugins=[AtomicCheckpointIO()],
     )
 
 

@@ -116,6 +116,10 @@ def _run(cfg: DictConfig, run_dir: Path, start: float, trust: bool, init: dict[s
         # step, so it stops at the best epoch; a monitor-less callback rewrites it every epoch instead.
         callbacks.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="last", monitor=None,
                                          save_top_k=1, enable_version_counter=False))
+    if cfg.checkpoint.every_n_steps:  # last.ckpt also every N steps: a killed run loses at most N steps
+        callbacks.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="last", monitor=None,
+                                         save_top_k=1, enable_version_counter=False,
+                                         every_n_train_steps=int(cfg.checkpoint.every_n_steps)))
     if cfg.trainer.logger != "none":
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if cfg.trainer.audit_batches:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from mmfuse.data.resumable import SeededBatch
 from mmfuse.data.schema import QARecord
 from mmfuse.data.transforms import augment
 from mmfuse.errors import DataError
@@ -166,6 +167,8 @@ class QABatchDataset(Dataset):
     def __getitem__(self, idx: list[int]) -> dict[str, Any]:
         if isinstance(idx, PaddingBatch):
             return {**self[list(idx)], "padding": True}
+        # a training batch carries its own seed (same batch, same draws: in any worker, after any resume)
+        generator = idx.generator() if isinstance(idx, SeededBatch) else self.generator
         decoded: dict[int, Tensor] = {}
         dropped: list[Any] = []
         if self.videos is None and self.images is None:
@@ -177,15 +180,15 @@ class QABatchDataset(Dataset):
         pos = {r: j for j, r in enumerate(uniq)}
         visual_key = "image"
         if self.videos is not None:
-            clips = self.videos.clips(uniq, self.generator)  # [U,T,3,H,W] uint8
+            clips = self.videos.clips(uniq, generator)  # [U,T,3,H,W] uint8
             u, t, c, h, w = clips.shape
             # frames stacked as channels: one flip / rotation per video, the same on all its frames
-            images = augment(clips.reshape(u, t * c, h, w), self.augment_ops, self.generator).reshape(u, t, c, h, w)
+            images = augment(clips.reshape(u, t * c, h, w), self.augment_ops, generator).reshape(u, t, c, h, w)
             visual_key = "video"
         else:
             # [U,3,H,W] uint8: cached rows, or this batch's decoded images
             images = self.images[uniq] if self.images is not None else torch.stack([decoded[r] for r in uniq])
-            images = augment(images, self.augment_ops, self.generator)
+            images = augment(images, self.augment_ops, generator)
         batch = question_batch(self.questions, idx, [pos[r] for r in rows], visual_key, images)
         return {**batch, "dropped": dropped} if dropped else batch
 

@@ -19,6 +19,7 @@ from mmfuse.data.batching import EvalShardSampler, GroupedBatchSampler, QABatchD
 from mmfuse.data.images import ImageLoader, check_images, load_images
 from mmfuse.data.mixture import MixtureBatchSampler, MixtureDataset
 from mmfuse.data.ragged import RaggedTargets
+from mmfuse.data.resumable import ResumableBatchSampler, resume_at, training_position
 from mmfuse.data.schema import QARecord
 from mmfuse.data.sources import load_records
 from mmfuse.data.splits import DatasetSpec, carve_validation, check_carved, dataset_specs, media_of, split_origin
@@ -76,6 +77,7 @@ class VQADataModule(L.LightningDataModule):
         self.test_split = "test"  # the split the test loop runs (evaluate() may test on val)
         self.truncated: dict[str, int] = {}  # split (or dataset/split) -> questions cut to max_question_length
         self.padded_videos: dict[str, int] = {}  # split (or dataset/split) -> videos shorter than num_frames
+        self.resume_position: dict[str, int] = {}  # from a checkpoint: where the next training pass starts
 
     # -- records, vocabulary, tokenizer ------------------------------------------------------
     def split_records(self, split: str) -> list[QARecord]:
@@ -260,6 +262,9 @@ class VQADataModule(L.LightningDataModule):
                                                temperature=c.sampling_temperature, seed=self.seed)
         else:
             sampler = self._grouped(ds, train)
+        if train:  # per-batch seeds, and a resumed run starts where the checkpoint stood
+            sampler = ResumableBatchSampler(sampler, self.seed)
+            resume_at(sampler, self.resume_position, _world_size())
         if not train and _world_size() > 1:
             # Evaluation batches go to the processes once each, unpadded (Lightning's wrapper would repeat some,
             # counting their questions twice in the metrics); uneven counts are fine: nothing syncs per step.
@@ -268,8 +273,17 @@ class VQADataModule(L.LightningDataModule):
         # world_size-th batch of the epoch's order, the last few batches repeated so all get as many.
         # batch_size=None: the sampler yields whole batches (lists), the dataset collates them; as_is, because
         # torch's default per-item conversion would walk every string of the batch (a fifth of a lazy batch's time)
+        # generator: the workers' base seed comes from it, not from the global stream that dropout draws from
+        # (starting an epoch's iterator must not move the training step's random numbers: exact resume)
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=c.num_workers, collate_fn=as_is,
-                          persistent_workers=c.num_workers > 0)
+                          persistent_workers=c.num_workers > 0, generator=torch.Generator().manual_seed(self.seed))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: where training stands in the data (see :func:`training_position`)."""
+        return training_position(self.trainer)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.resume_position = dict(state_dict)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from mmfuse.data.batching import PaddingBatch
+from mmfuse.data.resumable import SeededBatch
 
 STRATEGIES = ("proportional", "round_robin", "temperature")
 # Evaluation only: each sub-batch exactly once, dataset after dataset (no mixing, no repeats).
@@ -220,7 +221,8 @@ class MixtureDataset(Dataset):
             involved = ", ".join(self.names[d] for d in sorted(which))
             raise ValueError(f"a batch must come from one dataset, got indices from: {involved}")
         d = located[0][0]
-        batch = self.datasets[d][[local for _, local in located]]
+        local = [i for _, i in located]
+        batch = self.datasets[d][SeededBatch(local, idx.seed) if isinstance(idx, SeededBatch) else local]
         if not isinstance(batch, Mapping):
             raise TypeError(f"dataset {self.names[d]!r} returned {type(batch).__name__}, expected a dict")
         # Shallow copy: never mutate a dict the sub-dataset might cache and hand out again.

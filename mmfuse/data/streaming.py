@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from litdata import StreamingDataLoader, StreamingDataset
 
 from mmfuse.data.batching import Questions, question_batch
 from mmfuse.data.images import load_image
+from mmfuse.data.resumable import batch_seed
 from mmfuse.data.sources.prepared import FORMAT, META, fetch, is_remote, read_meta, split_dir
 from mmfuse.data.transforms import augment
 from mmfuse.errors import DataError
@@ -70,7 +72,7 @@ class StreamCollate:
         self.questions = questions
         # JSON object keys are strings: ids are matched in that form, as prediction files match them
         self.row_of = {str(r.question_id): i for i, r in enumerate(questions.records)}
-        self.augment_ops, self.generator = list(augment_ops), torch.Generator().manual_seed(seed)
+        self.augment_ops, self.seed = list(augment_ops), int(seed)
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         idx: list[int] = []
@@ -84,7 +86,11 @@ class StreamCollate:
                 pixels.append(item["pixels"])
         if not idx:
             return {"question_id": []}
-        images = augment(torch.stack(pixels), self.augment_ops, self.generator)  # [U,3,H,W] uint8
+        # the batch's draws seeded by its content: the same in any worker and after a resume (LitData restores
+        # which items come next, not a generator that ran through the epoch in some worker)
+        content = zlib.crc32(",".join(str(self.questions.records[i].question_id) for i in idx).encode())
+        generator = torch.Generator().manual_seed(batch_seed(self.seed, 0, content))
+        images = augment(torch.stack(pixels), self.augment_ops, generator)  # [U,3,H,W] uint8
         return question_batch(self.questions, idx, image_index, "image", images)
 
 

@@ -213,7 +213,7 @@ class GradNormWeighting(LossWeighting):
 class PCGradWeighting(LossWeighting):
     """PCGrad (Yu et al. 2020): ``combine`` projects the weighted task gradients ``w_t·g_t`` (flattened
     over all shared parameters) with :func:`pcgrad_project` and sums them. The random task order
-    comes from a generator seeded with ``seed`` (reproducible within a run, not across a resume).
+    comes from a generator seeded with ``seed`` (its state is saved in checkpoints: exact across a resume).
     """
 
     grads = "all"

@@ -6,6 +6,7 @@ on this base: each adds only its own training (loss weighting and regularisers; 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -15,10 +16,12 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 
+from mmfuse import random_state
 from mmfuse.config import complete_config
 from mmfuse.errors import Diverged
 from mmfuse.model import FusionModel, build_model
 from mmfuse.objectives.nonfinite import first_nonfinite_grad, first_nonfinite_term
+from mmfuse.random_state import Stream
 from mmfuse.tasks import TaskContext, TaskResult, build_heads, build_tasks, primary_task
 
 STAGES = ("train", "val", "test")
@@ -74,6 +77,7 @@ class BaseSystem(L.LightningModule):
         self.set_answer_types(answer_types, question_types)
         self.tokenizer_json: str | None = None  # restored from / written to checkpoints
         self.predictions: list[dict[str, Any]] = []
+        self._random_to_restore: dict[str, Any] | None = None  # from a checkpoint, for the first resumed step
 
     def set_answer_types(self, answer_types: Sequence[str], question_types: Sequence[str] = ()) -> None:
         """(Re)create the metrics (per stage × task, and × dataset when there are several)."""
@@ -243,15 +247,32 @@ class BaseSystem(L.LightningModule):
         return str(max(files, key=lambda f: f.stat().st_mtime)) if files else None
 
     # -- checkpoint extras --------------------------------------------------------------------------
+    def random_streams(self) -> dict[str, Stream]:
+        """This system's own generators that training steps draw from (besides the global streams): saved
+        in every checkpoint, restored before a resumed run's first step. Subclasses add theirs."""
+        return {f"task.{n}": rng for n, t in self.tasks.items()
+                if isinstance(rng := getattr(t, "rng", None), random.Random | torch.Generator)}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # parameters only: some buffers hold NaN by design (DWA's loss history before its first epochs)
         if (bad := first_nonfinite_term(dict(self.named_parameters()))) is not None:
             raise Diverged(f"refusing to save a checkpoint with non-finite weights ({bad})")
         if self.tokenizer_json is not None:
             checkpoint["mmfuse_tokenizer"] = self.tokenizer_json
+        # the streams as the next training step will find them: between two steps nothing else draws from
+        # them (batches draw from their own seeds, loaders from their own generators)
+        checkpoint["mmfuse_random"] = random_state.capture(self.random_streams())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.tokenizer_json = checkpoint.get("mmfuse_tokenizer")
+        self._random_to_restore = checkpoint.get("mmfuse_random")
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # restored here, not on load: between the load and the first step Lightning's sanity check and
+        # the loaders' start may draw numbers the uninterrupted run drew elsewhere or not at all
+        if self._random_to_restore is not None:
+            random_state.restore(self._random_to_restore, self.random_streams())
+            self._random_to_restore = None
 
 
 def seen_anywhere(metric: MeanMetric, dist: bool) -> bool:

@@ -21,6 +21,7 @@ from mmfuse.heads.generator import AnswerGenerator
 from mmfuse.heads.value import ValueHead
 from mmfuse.metrics.vqa_metric import VQAAccuracy
 from mmfuse.model import FusionModel
+from mmfuse.random_state import Stream
 from mmfuse.rl.gae import compute_gae, masked_mean, masked_whiten
 from mmfuse.rl.ppo import AdaptiveKLController, FixedKLController, entropy, explained_variance, policy_loss, value_loss
 from mmfuse.rl.rewards import RewardFn, get_reward
@@ -253,6 +254,9 @@ class RLSystem(BaseSystem):
         self._log_sampled("test")
 
     # -- checkpoint extras and optimiser -------------------------------------------------------------------
+    def random_streams(self) -> dict[str, Stream]:
+        return {**super().random_streams(), "rollouts": self._rng()}  # sampled answers, minibatch order
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["mmfuse_kl_controller"] = self.kl_ctl.state_dict()

@@ -11,6 +11,7 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from mmfuse.objectives.multitask import build_weighting
+from mmfuse.random_state import Stream
 from mmfuse.systems.base import BaseSystem
 from mmfuse.systems.optim import build_optimizer, warmup_cosine
 from mmfuse.systems.regularization import Regularization
@@ -67,6 +68,12 @@ class SupervisedSystem(BaseSystem):
         if loss is not None and not self.check_loss(loss, self.step_terms):
             return None  # skip_batch: Lightning takes no backward or optimiser step for this batch
         return loss
+
+    def random_streams(self) -> dict[str, Stream]:
+        streams = super().random_streams()
+        if isinstance(gen := getattr(self.weighting, "generator", None), torch.Generator):  # PCGrad's task order
+            streams["weighting"] = gen
+        return streams
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if getattr(self.trainer.precision_plugin, "scaler", None) is not None:

@@ -67,7 +67,10 @@ def logged_rows(run: Path) -> list[dict[str, str]]:
 
 def test_ppo_raises_the_probability_of_the_preferred_answer(start: dict, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    result = mmfuse.train(rl_cfg(start, run, "trainer.max_epochs=4", "rl.lr=3e-3", "rl.kl.coef=0.01"),
+    # 2 epochs: once every sampled answer scores 1, further updates at this learning rate were seen to wreck the
+    # answer's EOS ("rectangle rectangle ...", KL to the reference jumping from ~3 to 10-20 nats): noted in
+    # issue 18 (advantages whitened when the reward no longer varies)
+    result = mmfuse.train(rl_cfg(start, run, "trainer.max_epochs=2", "rl.lr=3e-3", "rl.kl.coef=0.01"),
                           reward=prefers)
     before = preferred_prob(mmfuse.load_system(start["ckpt"]), start)
     after_system = mmfuse.load_system(str(run / "checkpoints" / "last.ckpt"))
@@ -76,12 +79,12 @@ def test_ppo_raises_the_probability_of_the_preferred_answer(start: dict, tmp_pat
     assert before < 0.2 and after > before + 0.3, (before, after)
     # every step logged; 3 rollout batches per epoch, each 4 PPO epochs x 4 minibatches
     rows = logged_rows(run)
-    assert len(rows) == 4 * 3
+    assert len(rows) == 2 * 3
     for row in rows:
         assert all(row[k] != "" for k in STEP_KEYS), [k for k in STEP_KEYS if row[k] == ""]
-    assert [int(r["step"]) for r in rows] == list(range(12))  # the logs' x axis: rollout batches
+    assert [int(r["step"]) for r in rows] == list(range(6))  # the logs' x axis: rollout batches
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert last["global_step"] == 4 * 3 * 16  # Lightning's global_step counts optimizer steps
+    assert last["global_step"] == 2 * 3 * 16  # Lightning's global_step counts optimizer steps
     assert float(rows[-1]["rl/score"]) > float(rows[0]["rl/score"])
     png = write_rl_curves({"ppo": run}, tmp_path / "curves.png")
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
