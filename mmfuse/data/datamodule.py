@@ -21,8 +21,7 @@ from mmfuse.data.mixture import MixtureBatchSampler, MixtureDataset
 from mmfuse.data.ragged import RaggedTargets
 from mmfuse.data.resumable import ResumableBatchSampler, resume_at, training_position
 from mmfuse.data.schema import QARecord
-from mmfuse.data.sources import load_records
-from mmfuse.data.splits import DatasetSpec, carve_validation, check_carved, dataset_specs, media_of, split_origin
+from mmfuse.data.splits import DatasetSpec, carve_validation, dataset_specs, load_split, media_of
 from mmfuse.data.streaming import StreamedSplit
 from mmfuse.data.tokenizer import build_tokenizer, tokenize_questions
 from mmfuse.data.video_store import VideoStore
@@ -100,35 +99,8 @@ class VQADataModule(L.LightningDataModule):
         return self.by_dataset[name].get(split, [])
 
     def _load(self, spec: DatasetSpec, split: str, required: bool) -> list[QARecord]:
-        have = self.by_dataset[spec.name]
-        if split not in have:
-            if split in ("train", "val") and spec.val is None and self._has_no_val(spec):
-                train = load_records(spec.source, "train", spec.train, spec.root)
-                have["train"], have["val"] = carve_validation(train, spec.val_fraction)
-                check_carved(spec, train, have["train"], have["val"])
-            else:
-                try:
-                    have[split] = load_records(spec.source, split, getattr(spec, split), spec.root)
-                except (DataError, ValueError, TypeError) as e:
-                    if required or split == "train":
-                        raise
-                    log.info("dataset %r has no %s split (%s)", spec.name, split, e)
-                    have[split] = []
-            if required and not have.get(split):
-                where = split_origin(spec, split)
-                raise DataError(f"dataset {spec.name!r}: the {split} split ({where}) has no questions")
-            if self.cfg.limit_questions is not None:
-                for s in list(have):
-                    self.split_sizes[(spec.name, s)] = max(len(have[s]), self.split_sizes.get((spec.name, s), 0))
-                    have[s] = have[s][: self.cfg.limit_questions]
-        return have[split]
-
-    def _has_no_val(self, spec: DatasetSpec) -> bool:
-        try:
-            load_records(spec.source, "val", None, spec.root)
-        except (DataError, ValueError, TypeError):
-            return True
-        return False
+        return load_split(self.by_dataset[spec.name], spec, split, required, self.cfg.limit_questions,
+                          self.split_sizes)
 
     def prepare(self) -> None:
         """Build the answer vocabulary and tokenizer from the training split (saved to run_dir)."""

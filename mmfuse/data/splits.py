@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from mmfuse.data.schema import QARecord
+from mmfuse.data.sources import load_records
 from mmfuse.errors import DataError
+
+log = logging.getLogger("mmfuse.data.datamodule")  # the datamodule's logger: its messages as before
 
 SPLITS = ("train", "val", "test")
 
@@ -89,3 +93,39 @@ def check_carved(spec: DatasetSpec, records: list[QARecord], train: list[QARecor
             f"({split_origin(spec, 'train')}: {len(records)} questions on {images} images) with "
             f"val_fraction={spec.val_fraction} left the {emptied[0]} split empty; {fix} data.val_fraction or "
             "give data.val")
+
+
+def load_split(have: dict[str, list[QARecord]], spec: DatasetSpec, split: str, required: bool,
+               limit_questions: int | None, split_sizes: dict[tuple[str, str], int]) -> list[QARecord]:
+    """``spec``'s ``split``, loaded into ``have`` (split -> records) once: a validation split is carved from
+    train when the dataset has none; a missing optional split is empty; a required split that comes out
+    empty is a DataError naming where it came from. With ``limit_questions``, every loaded split is cut and
+    its full size kept in ``split_sizes[(dataset, split)]``."""
+    if split not in have:
+        if split in ("train", "val") and spec.val is None and _has_no_val(spec):
+            train = load_records(spec.source, "train", spec.train, spec.root)
+            have["train"], have["val"] = carve_validation(train, spec.val_fraction)
+            check_carved(spec, train, have["train"], have["val"])
+        else:
+            try:
+                have[split] = load_records(spec.source, split, getattr(spec, split), spec.root)
+            except (DataError, ValueError, TypeError) as e:
+                if required or split == "train":
+                    raise
+                log.info("dataset %r has no %s split (%s)", spec.name, split, e)
+                have[split] = []
+        if required and not have.get(split):
+            raise DataError(f"dataset {spec.name!r}: the {split} split ({split_origin(spec, split)}) has no questions")
+        if limit_questions is not None:
+            for s in list(have):
+                split_sizes[(spec.name, s)] = max(len(have[s]), split_sizes.get((spec.name, s), 0))
+                have[s] = have[s][:limit_questions]
+    return have[split]
+
+
+def _has_no_val(spec: DatasetSpec) -> bool:
+    try:
+        load_records(spec.source, "val", None, spec.root)
+    except (DataError, ValueError, TypeError):
+        return True
+    return False
