@@ -67,6 +67,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
         try:
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)

@@ -51,7 +51,9 @@ def killed_then_resumed(tmp_path: Path, overrides: list[str], kill_step: int, re
     # the write that was killed never replaced last.ckpt: it is the previous step's, whole
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == resumed_step
     assert not (run / "metrics.json").exists()
+    assert list((run / "checkpoints").glob(".last.ckpt.tmp-*"))  # the killed write's temporary file
     run_tool("tools/train.py", "--config", overrides[0], *overrides[1:], f"run_dir={run}", "--resume", str(last))
+    assert not list((run / "checkpoints").glob(".*.tmp-*"))  # cleared by the next write
     return run
 
 
