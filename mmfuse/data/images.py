@@ -79,10 +79,22 @@ def _decode(path: str, size: tuple[int, int] | None = None, reduced: bool = True
     return out[0].contiguous()  # [3,H,W]
 
 
+def _first_origins(records: list[QARecord]) -> dict[str, str]:
+    """image key -> where its first question was read (records without an origin left out)."""
+    out: dict[str, str] = {}
+    for r in records:
+        if r.origin is not None:
+            out.setdefault(r.image_key, r.origin)
+    return out
+
+
 @contextlib.contextmanager
-def _data_errors(path: str, question_id: QuestionId | None) -> Iterator[None]:
-    """Any failure to read ``path`` as a :class:`DataError` naming the file and the question."""
-    qid = f" (question_id {question_id!r})" if question_id is not None else ""
+def _data_errors(path: str, question_id: QuestionId | None, origin: str | None = None) -> Iterator[None]:
+    """Any failure to read ``path`` as a :class:`DataError` naming the file, the question and where the
+    question was read (``origin``: the JSONL file and line, or the questions file)."""
+    about = ([f"question_id {question_id!r}"] if question_id is not None else []) + \
+        ([f"from {origin}"] if origin is not None else [])
+    qid = f" ({', '.join(about)})" if about else ""
     try:
         yield
     except FileNotFoundError:
@@ -94,27 +106,28 @@ def _data_errors(path: str, question_id: QuestionId | None) -> Iterator[None]:
 
 
 def load_image(path: str, question_id: QuestionId | None = None, size: tuple[int, int] | None = None,
-               reduced: bool = True) -> torch.Tensor:
+               reduced: bool = True, origin: str | None = None) -> torch.Tensor:
     """Load ``path`` as a uint8 ``[3, H, W]`` RGB tensor; with ``size`` ``(H, W)``, at that size (with
     ``reduced``, a JPEG is decoded at the smallest of its built-in reduced scales that still covers
     ``size``; then resized).
 
     Raises:
         DataError: the file is missing, not an image, truncated or otherwise
-            unreadable; the message names the file and ``question_id``.
+            unreadable; the message names the file, ``question_id`` and ``origin`` (the record's file and
+            line).
     """
-    with _data_errors(path, question_id):
+    with _data_errors(path, question_id, origin):
         return _decode(path, size, reduced)
 
 
-def check_image(path: str, question_id: QuestionId | None = None) -> tuple[int, int]:
+def check_image(path: str, question_id: QuestionId | None = None, origin: str | None = None) -> tuple[int, int]:
     """``(width, height)`` from the file's header alone (nothing decoded): the start-up check of the lazy
     path. A file corrupt past its header passes here and fails when it is first decoded.
 
     Raises:
         DataError: missing, not an image, or an unreadable header; names the file and ``question_id``.
     """
-    with _data_errors(path, question_id), Image.open(path) as im:
+    with _data_errors(path, question_id, origin), Image.open(path) as im:
         return im.size
 
 
@@ -126,7 +139,7 @@ class ImageLoader:
         self.size, self.reduced = size, reduced
 
     def __call__(self, record: QARecord) -> torch.Tensor:
-        return load_image(record.image, record.question_id, self.size, self.reduced)
+        return load_image(record.image, record.question_id, self.size, self.reduced, record.origin)
 
 
 def group_by_image(records: Iterable[QARecord]) -> dict[str, tuple[str, list[QuestionId]]]:
@@ -173,9 +186,11 @@ def load_images(
     """
     images: dict[str, torch.Tensor] = {}
     bad: list[BadImage] = []
+    records = list(records)
+    origins = _first_origins(records)
     for key, (path, qids) in group_by_image(records).items():
         try:
-            images[key] = load_image(path, qids[0], size=size, reduced=reduced)
+            images[key] = load_image(path, qids[0], size=size, reduced=reduced, origin=origins.get(key))
         except DataError as e:
             if not skip_bad:
                 raise
@@ -190,9 +205,11 @@ def check_images(records: Iterable[QARecord], skip_bad: bool = False) -> tuple[l
     ``skip_bad``; else the first bad one raises :class:`DataError`)."""
     keys: list[str] = []
     bad: list[BadImage] = []
+    records = list(records)
+    origins = _first_origins(records)
     for key, (path, qids) in group_by_image(records).items():
         try:
-            check_image(path, qids[0])
+            check_image(path, qids[0], origins.get(key))
             keys.append(key)
         except DataError as e:
             if not skip_bad:

@@ -24,6 +24,8 @@ class QARecord:
         image_id: key shared by all questions about the same image (defaults to ``image``);
             used to encode each image once per batch.
         media: ``"image"`` or ``"video"``: what ``image`` points at.
+        origin: where the record was read, for error messages (``"<file> line N"`` for JSONL, the
+            questions file for VQAv2); None when not from a user's file.
     """
 
     question_id: QuestionId
@@ -34,6 +36,7 @@ class QARecord:
     question_type: str | None = None
     image_id: str | None = None
     media: str = "image"
+    origin: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # A split holds 10 answers per question, mostly the same few strings, and each image's path once per

@@ -113,3 +113,19 @@ def test_corrupt_image_found_when_decoded_stops_or_is_dropped_and_counted(
     result = mmfuse.train(cfg)
     assert result["skipped_bad_records"] == {"train": len(bad_ids)}  # each question once, over two epochs
     assert result["num_questions"]["train"] == len(lines)  # found while decoding: still listed as records
+
+
+@pytest.mark.parametrize("cache", ["true", "false"])
+def test_an_image_error_names_the_jsonl_file_and_line_that_referenced_it(jpeg_data: dict[str, Path],
+                                                                         tmp_path: Path, cache: str) -> None:
+    lines = jpeg_data["train"].read_text().splitlines()
+    victim = json.loads(lines[5])
+    corrupt_past_header(jpeg_data["train"].parent / victim["image"])
+    first = next(i for i, line in enumerate(lines, 1) if json.loads(line)["image"] == victim["image"])
+    qid = json.loads(lines[first - 1])["question_id"]
+    dm = datamodule(jpeg_data, tmp_path / "run", f"data.cache_images={cache}", "data.val_fraction=0.0")
+    where = rf"\(question_id {qid!r}, from {jpeg_data['train']} line {first}\)"
+    with pytest.raises(DataError, match=where):
+        dm.setup("fit")
+        for _ in dm.train_dataloader():  # the lazy path finds it when the batch decodes it
+            pass

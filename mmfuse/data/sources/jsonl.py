@@ -77,6 +77,7 @@ def _parse_line(obj: Any, where: str, root: str) -> QARecord:
         question_type=_optional_str(obj, "question_type", where),
         image_id=None if image_id is None else str(image_id),
         media=media[0],
+        origin=where,
     )
 
 

@@ -99,6 +99,7 @@ def load_vqav2(split: str, spec: Any, root: str | None) -> list[QARecord]:
             f"{ctx}: expected a mapping with keys questions, annotations (optional), images; got {spec!r}"
         )
     q_path = resolve_data_file(spec["questions"], root, f"{ctx} questions")
+    q_origin = str(q_path)
     images = os.fspath(spec["images"])
     if root is not None and not os.path.isabs(images):
         images = os.path.join(root, images)
@@ -144,6 +145,7 @@ def load_vqav2(split: str, spec: Any, root: str | None) -> list[QARecord]:
                 answer_type=answer_type,
                 question_type=question_type,
                 image_id=f"{subset}/{image_id}",
+                origin=q_origin,  # one string shared by the split: the question id finds the entry
             )
         )
     if anns is not None and len(anns) != len(seen):
