@@ -152,3 +152,9 @@ def build_vision_encoder(image_cfg: Mapping[str, Any], weights: bool = True) -> 
 def image_input_size(model_cfg: Mapping[str, Any]) -> tuple[int, int]:
     """``(H, W)`` the model's images are resized to (what the data path decodes to), from the ``model`` node."""
     return cast(tuple[int, int], tuple(build_vision_encoder(model_cfg["image"], weights=False).data_config["img_size"]))
+
+
+def fuse_batch(model: FusionModel, batch: dict[str, Any]) -> FusionOutput:
+    """The fused features of a batch (a :class:`~mmfuse.model.FusionModel`'s encoders and fusion only)."""
+    text = model.encoders["text"](batch["text"]["input_ids"], batch["text"]["attention_mask"])
+    return model.fuse(text, model.encode_visual(batch), batch.get("image_index"))

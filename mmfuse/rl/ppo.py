@@ -22,7 +22,8 @@ from mmfuse.layers import masked_mean
 ALGORITHMS = ("ppo", "reinforce")
 
 __all__ = [
-    "ALGORITHMS", "AdaptiveKLController", "FixedKLController", "entropy", "explained_variance", "policy_loss",
+    "ALGORITHMS", "AdaptiveKLController", "FixedKLController", "entropy", "exact_token_kl", "explained_variance",
+    "policy_loss",
     "value_loss",
 ]
 
@@ -188,3 +189,11 @@ class AdaptiveKLController:
         self.value = float(state["value"])
         self.target = float(state.get("target", self.target))
         self.horizon = float(state.get("horizon", self.horizon))
+
+
+def exact_token_kl(logits: Tensor, ref_logits: Tensor, mask: Tensor) -> Tensor:
+    """``[B, T]`` KL(π(·|s_t) ‖ π_ref(·|s_t)) over the whole vocabulary at each valid state, 0 elsewhere."""
+    logp = torch.log_softmax(logits.float(), -1)  # [B, T, V]
+    ref = torch.log_softmax(ref_logits.float(), -1)
+    kl = (logp.exp() * (logp - ref)).sum(-1)  # [B, T]; banned ids have p = 0 exactly
+    return kl.masked_fill(~mask.bool(), 0.0)

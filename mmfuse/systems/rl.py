@@ -20,8 +20,9 @@ from mmfuse.fusion.base import FusionOutput
 from mmfuse.heads.generator import AnswerGenerator
 from mmfuse.heads.value import ValueHead
 from mmfuse.metrics.vqa_metric import VQAAccuracy
-from mmfuse.model import FusionModel
+from mmfuse.model import fuse_batch
 from mmfuse.random_state import Stream
+from mmfuse.rl import ppo
 from mmfuse.rl.gae import compute_gae, masked_mean, masked_whiten
 from mmfuse.rl.ppo import AdaptiveKLController, FixedKLController, entropy, explained_variance, policy_loss, value_loss
 from mmfuse.rl.rewards import RewardFn, get_reward
@@ -30,7 +31,7 @@ from mmfuse.systems.base import BaseSystem, seen_anywhere
 from mmfuse.tasks.generation import AnswerGenerationTask
 
 GENERATION = "answer_generation"
-__all__ = ["RLSystem", "exact_token_kl", "fuse_batch", "rl_config"]
+__all__ = ["RLSystem", "fuse_batch", "rl_config"]
 
 
 class RLSystem(BaseSystem):
@@ -211,7 +212,7 @@ class RLSystem(BaseSystem):
                                           temperature=r["temperature"], top_k=r["top_k"], generator=self.eval_rng)
             ref = self.reference.heads[GENERATION](ref_fused, gen.tokens).logits / r["temperature"]
             pol = self.generator(fused, gen.tokens).logits / r["temperature"]
-            kl = exact_token_kl(pol, ref, gen.mask).sum(1)  # [B]
+            kl = ppo.exact_token_kl(pol, ref, gen.mask).sum(1)  # [B]
         texts = cast(AnswerGenerationTask, self.tasks[GENERATION]).tokenizer.decode_batch(gen.tokens)
         rows = [i for i, a in enumerate(batch["answers"]) if a]
         if rows:
@@ -275,20 +276,6 @@ class RLSystem(BaseSystem):
         params = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=float(self.rl["lr"]), betas=tuple(self.cfg["optim"]["betas"]),
                                  weight_decay=0.0)
-
-
-def fuse_batch(model: FusionModel, batch: dict[str, Any]) -> FusionOutput:
-    """The fused features of a batch (a :class:`~mmfuse.model.FusionModel`'s encoders and fusion only)."""
-    text = model.encoders["text"](batch["text"]["input_ids"], batch["text"]["attention_mask"])
-    return model.fuse(text, model.encode_visual(batch), batch.get("image_index"))
-
-
-def exact_token_kl(logits: Tensor, ref_logits: Tensor, mask: Tensor) -> Tensor:
-    """``[B, T]`` KL(π(·|s_t) ‖ π_ref(·|s_t)) over the whole vocabulary at each valid state, 0 elsewhere."""
-    logp = torch.log_softmax(logits.float(), -1)  # [B, T, V]
-    ref = torch.log_softmax(ref_logits.float(), -1)
-    kl = (logp.exp() * (logp - ref)).sum(-1)  # [B, T]; banned ids have p = 0 exactly
-    return kl.masked_fill(~mask.bool(), 0.0)
 
 
 def rl_config(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:

@@ -14,8 +14,8 @@ from mmfuse.heads.generator import AnswerGenerator, action_mask
 from mmfuse.heads.value import ValueHead
 from mmfuse.metrics.vqa import normalize_answer
 from mmfuse.rl.gae import compute_gae
+from mmfuse.rl.ppo import exact_token_kl
 from mmfuse.rl.rollout import collect_rollout, evaluate_actions, select_rows
-from mmfuse.systems.rl import exact_token_kl
 
 D = 16
 TOK = AnswerTokenizer(["red", "blue", "big", "circle", "yes"])
