@@ -69,7 +69,8 @@ def same_run(a: Path, b: Path, keys: tuple[str, ...]) -> None:
 
 def test_a_supervised_run_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
     data = make_jsonl_dataset(tmp_path / "data", n_images=12)
-    overrides = [str(TINY), *jsonl_overrides(data, tmp_path / "unused")[:-2], *RANDOM]  # keep augment=[hflip]
+    # keep augment=[hflip]; one DataLoader worker decodes the batches (the RL test below: the main process)
+    overrides = [str(TINY), *jsonl_overrides(data, tmp_path / "unused")[:-2], *RANDOM, "data.num_workers=1"]
     whole = tmp_path / "whole"
     run_tool("tools/train.py", "--config", *overrides, f"run_dir={whole}")
     # 3 batches an epoch: step 5 is the middle of the second epoch; the kill leaves step 4's last.ckpt, from
