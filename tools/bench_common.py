@@ -38,21 +38,38 @@ def run_logged(cmd: list[str], what: str) -> str:
 
 
 def sweep(out: Path, ids: Sequence[str], seeds: Sequence[Any], only: Sequence[str] | None,
-          run: Callable[[str, Any], dict], table: Callable[[list[dict]], str]) -> list[dict]:
+          run: Callable[[str, Any], dict], table: Callable[[list[dict]], str], signature: Any = None,
+          rerun: bool = False) -> list[dict]:
     """Run ``run(row, seed)`` for every row id (all, or those in ``only``) and seed. The runs are kept in
-    ``<out>/table.json`` and the table in ``<out>/table.md``, both rewritten after every row, so a long sweep
-    can be resumed and a row re-run alone (its earlier runs are replaced). Each run dict has ``id`` and ``seed``."""
+    ``<out>/table.json`` and the table in ``<out>/table.md``, both rewritten after every run, so a sweep that
+    stops (killed, machine gone) resumes where it stopped: a (row, seed) already in ``table.json`` with the same
+    ``signature`` (the overrides every row shares) is read back, not re-run; ``rerun=True`` runs it again and
+    replaces it. Each run dict has ``id`` and ``seed``."""
     out.mkdir(parents=True, exist_ok=True)
     done_path = out / "table.json"
     rows = json.loads(done_path.read_text()) if done_path.is_file() else []
     order = list(ids)
+    sig = json.loads(json.dumps(signature))  # as it reads back from table.json (tuples become lists)
     for row in order:
         if only and row not in only:
             continue
         for seed in seeds:
-            rows = [r for r in rows if (r.get("id"), r.get("seed")) != (row, seed)] + [run(row, seed)]
-        rows.sort(key=lambda r: (order.index(r["id"]) if r.get("id") in order else len(order), r.get("seed") or 0))
-        done_path.write_text(json.dumps(rows, indent=2))
-        (out / "table.md").write_text(table(rows))
+            done = [r for r in rows if (r.get("id"), r.get("seed")) == (row, seed)]
+            if done and not rerun and done[0].get("signature") == sig:
+                print(f"row {row!r} seed {seed}: done, read back from {done_path} (--rerun runs it again)",
+                      flush=True)
+                continue
+            result = {**run(row, seed), "signature": sig}
+            rows = [r for r in rows if (r.get("id"), r.get("seed")) != (row, seed)] + [result]
+            rows.sort(key=lambda r: (order.index(r["id"]) if r.get("id") in order else len(order),
+                                     r.get("seed") or 0))
+            done_path.write_text(json.dumps(rows, indent=2))
+            (out / "table.md").write_text(table(rows))
         print(table(rows), flush=True)
     return rows
+
+
+def add_sweep_args(parser: argparse.ArgumentParser) -> None:
+    """``--rerun``: the flag every sweep tool shares."""
+    parser.add_argument("--rerun", action="store_true",
+                        help="run the selected rows again even when table.json already has them")

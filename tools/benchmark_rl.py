@@ -3,9 +3,9 @@
 then RL fine-tuning variants from it (stage 2), each scored greedy and sampled on the test split.
 
     python tools/benchmark_rl.py --init <stage-1 best .ckpt> [--seeds 0 1 2] [--output runs/bench_rl]
-                                 [--only ID ...] [key=value ...]
+                                 [--only ID ...] [--rerun] [key=value ...]
 
-Without ``--init`` stage 1 is trained first (configs/experiments/easy_vqa_noisy_generator.yaml). Rows:
+Without ``--init`` stage 1 is trained first (once: a later call reuses it) (configs/experiments/easy_vqa_noisy_generator.yaml). Rows:
 the supervised start (no RL step: its greedy and sampled accuracy), PPO with GAE λ ∈ {0.95, 0, 1},
 and plain REINFORCE with a mean baseline on the same rollouts budget. Each row is one ``tools/train.py``
 run per seed, printed before it starts. Writes ``<output>/table.md`` (mean over seeds, range in brackets),
@@ -20,7 +20,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_common import REPO, run_logged, split_only, sweep
+from bench_common import REPO, add_sweep_args, run_logged, split_only, sweep
 
 sys.path.insert(0, str(REPO))
 SUPERVISED = "configs/experiments/easy_vqa_noisy_generator.yaml"
@@ -88,19 +88,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="RL seeds (rollout sampling, minibatch order)")
     p.add_argument("--only", nargs="*", default=None, help=f"row ids to run (default all): {', '.join(ROWS)}")
     p.add_argument("overrides", nargs="*", help="key=value overrides for every RL row")
+    add_sweep_args(p)
     args = p.parse_args(argv)
     split_only(p, args, ROWS)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     init = args.init
+    sup_dir = out / "stage1"
+    if init is None and (sup_dir / "metrics.json").is_file() and not args.rerun:
+        init = json.loads((sup_dir / "metrics.json").read_text())["best_checkpoint"]
+        print(f"stage 1: done, {init} (--rerun trains it again)", flush=True)
     if init is None:
-        sup_dir = out / "stage1"
         run_logged([sys.executable, "tools/train.py", "--config", SUPERVISED, f"run_dir={sup_dir}",
                     "trainer.enable_progress_bar=false", *[o for o in args.overrides if not o.startswith("rl.")]],
                    "stage 1")
         init = json.loads((sup_dir / "metrics.json").read_text())["best_checkpoint"]
     rows = sweep(out, list(ROWS), args.seeds, args.only, lambda row, seed: run_row(row, seed, init, out,
-                                                                              args.overrides), table)
+                                                                              args.overrides), table,
+                 signature=[f"init={init}", *args.overrides], rerun=args.rerun)
     from mmfuse.viz.rl import write_rl_curves
 
     first = min(args.seeds)

@@ -2,7 +2,7 @@
 """The video-QA benchmark of the README: temporal poolings compared per question type on the procedural set.
 
     python tools/benchmark_video.py [--data data/video_qa] [--seeds 0 1 2] [--output runs/bench_video]
-                                    [--only ID ...] [key=value ...]
+                                    [--only ID ...] [--rerun] [key=value ...]
 
 Generates the data first (tools/make_video_qa.py defaults) when ``--data`` holds none. Rows: one frame
 (T=1), ``mean``, ``attention``, ``attention`` with time embeddings and ``temporal_transformer``, each one
@@ -19,7 +19,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_common import REPO, run_logged, split_only, sweep
+from bench_common import REPO, add_sweep_args, run_logged, split_only, sweep
 
 CONFIG = "configs/experiments/video_qa.yaml"
 ROWS = {  # id (run folder, --only) -> (table label, overrides)
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--only", nargs="*", default=None, help=f"row ids to run (default all): {', '.join(ROWS)}")
     p.add_argument("overrides", nargs="*", help="key=value overrides for every row")
+    add_sweep_args(p)
     args = p.parse_args(argv)
     split_only(p, args, ROWS)
     data = (REPO / args.data).resolve() if not Path(args.data).is_absolute() else Path(args.data)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         run_logged([sys.executable, "tools/make_video_qa.py", "--out", str(data)], "data generation")
     out = Path(args.output)
     sweep(out, list(ROWS), args.seeds, args.only, lambda row, seed: run_row(row, seed, data, out, args.overrides),
-          table)
+          table, signature=args.overrides, rerun=args.rerun)
     return 0
 
 

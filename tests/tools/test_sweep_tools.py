@@ -3,10 +3,16 @@ tool that stops working fails CI (the benchmark numbers themselves are the READM
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import make_video_dataset, run_tool
+
+TOOLS = Path(__file__).resolve().parents[2] / "tools"
 
 # The experiment configs' models, shrunk; a few batches of each split.
 TINY_RUN = [
@@ -21,8 +27,51 @@ def test_benchmark_multitask(tmp_path: Path) -> None:
     out = run_tool("tools/benchmark_multitask.py", "--epochs", "1", "--output", str(tmp_path),
                    "--only", "vqa only", "static", *TINY_RUN)
     rows = json.loads((tmp_path / "table.json").read_text())
-    assert [r["name"] for r in rows] == ["vqa only", "static"] and "| static |" in out
+    assert [(r["name"], r["seed"]) for r in rows] == [("vqa only", 0), ("static", 0)] and "| static | 0 |" in out
     assert rows[1]["test"]["itm"] is not None and rows[0]["test"]["itm"] is None
+    assert (tmp_path / "static" / "seed0" / "metrics.json").is_file()
+    # called again: the finished runs are read back, not retrained
+    again = run_tool("tools/benchmark_multitask.py", "--epochs", "1", "--output", str(tmp_path),
+                     "--only", "vqa only", "static", *TINY_RUN)
+    assert "$ python tools/train.py" not in again and again.count("done, read back") == 2
+    assert json.loads((tmp_path / "table.json").read_text()) == rows
+
+
+@pytest.fixture
+def bench_common(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(TOOLS))  # as when a tool imports its sibling
+    spec = importlib.util.spec_from_file_location("bench_common", TOOLS / "bench_common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sweep_resumes_and_reruns_only_what_changed(tmp_path: Path, bench_common, capsys) -> None:
+    calls: list[tuple[str, int]] = []
+
+    def run(row: str, seed: int) -> dict:
+        calls.append((row, seed))
+        return {"id": row, "seed": seed, "score": len(calls)}
+
+    def table(rows: list[dict]) -> str:
+        return "\n".join(f"{r['id']} {r['seed']} {r['score']}" for r in rows)
+
+    rows = bench_common.sweep(tmp_path, ["a", "b"], [0, 1], None, run, table, signature=["x=1"])
+    assert calls == [("a", 0), ("a", 1), ("b", 0), ("b", 1)] and len(rows) == 4
+    # a sweep stopped after one run: only the missing runs are run when it is called again
+    kept = [r for r in rows if (r["id"], r["seed"]) != ("b", 1)]
+    (tmp_path / "table.json").write_text(json.dumps(kept))
+    calls.clear()
+    rows = bench_common.sweep(tmp_path, ["a", "b"], [0, 1], None, run, table, signature=["x=1"])
+    assert calls == [("b", 1)] and [(r["id"], r["seed"]) for r in rows] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    # other shared overrides, or --rerun: the selected runs are run again and replaced
+    calls.clear()
+    bench_common.sweep(tmp_path, ["a", "b"], [0], ["a"], run, table, signature=["x=2"])
+    bench_common.sweep(tmp_path, ["a", "b"], [1], ["b"], run, table, signature=["x=1"], rerun=True)
+    assert calls == [("a", 0), ("b", 1)]
+    saved = {(r["id"], r["seed"]): r for r in json.loads((tmp_path / "table.json").read_text())}
+    assert saved[("a", 0)]["signature"] == ["x=2"] and saved[("b", 1)]["score"] == 2
+    assert saved[("a", 1)]["score"] == 2  # the second run of the first call, untouched since
 
 
 def test_benchmark_video(tmp_path: Path) -> None:
