@@ -5,7 +5,8 @@ then RL fine-tuning variants from it (stage 2), each scored greedy and sampled o
     python tools/benchmark_rl.py --init <stage-1 best .ckpt> [--seeds 0 1 2] [--output runs/bench_rl]
                                  [--only ID ...] [--rerun] [key=value ...]
 
-Without ``--init`` stage 1 is trained first (once: a later call reuses it) (configs/experiments/easy_vqa_noisy_generator.yaml). Rows:
+Without ``--init`` stage 1 is trained first (configs/experiments/easy_vqa_noisy_generator.yaml; once: a later
+call reuses it). Rows:
 the supervised start (no RL step: its greedy and sampled accuracy), PPO with GAE λ ∈ {0.95, 0, 1},
 and plain REINFORCE with a mean baseline on the same rollouts budget. Each row is one ``tools/train.py``
 run per seed, printed before it starts. Writes ``<output>/table.md`` (mean over seeds, range in brackets),
