@@ -79,6 +79,14 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
         raise
 
 
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Parameters of the model (encoders, fusion, heads; not an RL reference copy): all, trainable, fusion."""
+    fusion = getattr(model, "fusion", None)
+    return {"total": sum(p.numel() for p in model.parameters()),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "fusion": sum(p.numel() for p in fusion.parameters()) if isinstance(fusion, nn.Module) else 0}
+
+
 def _run(cfg: DictConfig, run_dir: Path, start: float, trust: bool, init: dict[str, Any] | None,
          fusion: nn.Module | None, records: dict[str, list[QARecord]] | None, reward: RewardFn | None
          ) -> dict[str, Any]:
@@ -163,6 +171,7 @@ def _run(cfg: DictConfig, run_dir: Path, start: float, trust: bool, init: dict[s
         "wall_seconds": time.perf_counter() - start,
         "training_targets": training_targets(cfg),
         "answer_vocabulary_size": len(dm.vocab),
+        "parameters": parameter_counts(system.model),
     }
     if rl:
         result["rl"] = {"init_from": str(cfg.rl.init_from), "temperature": float(cfg.rl.temperature),

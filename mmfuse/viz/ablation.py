@@ -1,0 +1,39 @@
+"""The ablation harness's figure: each row's test accuracy (mean over seeds, bar = range) against its
+parameter count and against its wall time, so a fusion's accuracy is read next to what it costs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def write_ablation_plot(summaries: Sequence[Mapping[str, Any]], path: Path | str) -> Path:
+    """Two panels (accuracy vs parameters, accuracy vs wall minutes), one labelled point per row. Returns
+    ``path`` (PNG)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (key, xlabel, scale) in zip(axes, (("parameters", "parameters (millions)", 1e-6),
+                                                ("wall_seconds", "wall time per run (min)", 1 / 60))):
+        for i, s in enumerate(summaries):
+            if s.get(key) is None:
+                continue
+            x, ov = s[key] * scale, s["overall"]
+            ax.errorbar([x], [ov["mean"]], yerr=[[ov["mean"] - ov["min"]], [ov["max"] - ov["mean"]]], fmt="o",
+                        color=f"C{i % 10}", capsize=3)
+            ax.annotate(s["label"].split("=")[-1] if s["label"].count("=") == 1 else s["label"], (x, ov["mean"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    fig.suptitle("ablation: mean over seeds, bars = range")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

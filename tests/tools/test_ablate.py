@@ -1,0 +1,56 @@
+"""tools/ablate.py as a user runs it: a 2x2 grid (two fusions x two seeds) of tiny easy-VQA runs, its table
+files, then again with one cell's folder deleted: only that cell trains again."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO, run_tool
+from tests.tools.test_sweep_tools import TINY_RUN
+
+
+def test_ablate_grid_table_and_resume(tmp_path: Path) -> None:
+    args = ["tools/ablate.py", "--config", "configs/experiments/easy_vqa.yaml", "--grid",
+            "model.fusion.name=concat,weighted_sum", "--seeds", "0", "1", "--baseline", "concat",
+            "--output", str(tmp_path), "--resamples", "100", *TINY_RUN]
+    out = run_tool(*args)
+    assert out.count("$ python tools/train.py") == 4
+    summaries = json.loads((tmp_path / "ablation.json").read_text())
+    assert [s["label"] for s in summaries] == ["model.fusion.name=concat", "model.fusion.name=weighted_sum"]
+    for s in summaries:
+        assert s["seeds"] == [0, 1] and s["parameters"] > 0 and s["samples_per_s"] > 0
+        assert s["overall"]["min"] <= s["overall"]["mean"] <= s["overall"]["max"]
+    assert summaries[0]["vs_baseline"] is None and summaries[1]["vs_baseline"]["questions"] > 0
+    table = (tmp_path / "ablation.md").read_text()
+    assert "| model.fusion.name=concat | 0,1 |" in table and "baseline" in table
+    with open(tmp_path / "ablation.csv") as f:
+        assert [r["row"] for r in csv.DictReader(f)] == [s["label"] for s in summaries]
+    assert (tmp_path / "ablation.png").stat().st_size > 0
+    before = (tmp_path / "fusion-concat" / "seed0" / "metrics.json").stat().st_mtime_ns
+
+    shutil.rmtree(tmp_path / "fusion-weighted_sum" / "seed1")
+    again = run_tool(*args)
+    assert again.count("$ python tools/train.py") == 1 and "fusion-weighted_sum/seed1" in again
+    assert again.count("done, read back") == 3
+    assert (tmp_path / "fusion-concat" / "seed0" / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_ablate_refuses_a_bad_grid_in_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "tools/ablate.py", "--config", "configs/experiments/easy_vqa.yaml",
+                           "--grid", "model.fusion.name=concat", "--baseline", "film", "--output", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "--baseline 'film' is not a row of the grid; rows: model.fusion.name=concat" in proc.stderr
+
+
+def test_ablate_checks_every_cell_config_before_training(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "tools/ablate.py", "--config", "configs/experiments/easy_vqa.yaml",
+                           "--grid", "model.fusion.name=concat,no_such_fusion", "--output", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "no_such_fusion" in proc.stderr and "concat" in proc.stderr
+    assert "$ python" not in proc.stdout and not any(tmp_path.iterdir())
