@@ -66,4 +66,5 @@ def test_summary_means_ranges_and_paired_difference_over_seed_averaged_scores() 
     assert "| b | 0,1 | 37.50 (25.00–50.00) | 45.00 (40.00–50.00) | baseline | 1.50 M |" in table
     assert "| r | 0,1 | 75.00 (75.00–75.00) |" in table and "+37.50 [" in table
     flat = csv_rows([{"label": "r", **s}])[0]
-    assert flat["overall_mean"] == 75.0 and flat["shape_min"] == 70.0 and flat["diff_vs_baseline"] == pytest.approx(37.5)
+    assert flat["overall_mean"] == 75.0 and flat["shape_min"] == 70.0
+    assert flat["diff_vs_baseline"] == pytest.approx(37.5)
