@@ -25,6 +25,8 @@ CASES = [(name, {}) for name in list_fusions()] + [
     ("weighted_sum", {"learn_weights": False}),
     ("weighted_sum", {"weights": [0.3, 0.7]}),
     ("concat", {"norm": False}),
+    ("bottleneck", {"num_layers": 1, "num_latents": 1}),
+    ("relation", {"reduction": "mean", "g_layers": 1}),
 ]
 CASE_IDS = [name + "".join(f"-{k}={v}" for k, v in hp.items()) for name, hp in CASES]
 
@@ -170,6 +172,39 @@ def test_modality_order_invariance(name, hparams):
         outs = [f1(inputs), f1(reversed_inputs), f2(inputs), f2(reversed_inputs)]
     for out in outs[1:]:
         torch.testing.assert_close(out.pooled, outs[0].pooled)
+
+
+def _accepts_index(name: str, hparams: dict) -> bool:
+    with torch.random.fork_rng():  # collection must not move the global stream
+        return bool(getattr(build_fusion(name, IN_DIMS, DIM, **hparams), "accepts_index", False))
+
+
+# every case whose module takes the fast path (an instance attribute: cross_attention's depends on hparams)
+INDEX_CASES = [(name, hp) for name, hp in CASES if _accepts_index(name, hp)]
+INDEX_IDS = [name + "".join(f"-{k}={v}" for k, v in hp.items()) for name, hp in INDEX_CASES]
+
+
+def test_some_fusions_take_the_index_fast_path():
+    assert {"cross_attention", "relation"} <= {name for name, _ in INDEX_CASES}
+    assert ("cross_attention", {"bidirectional": True}) not in INDEX_CASES
+
+
+@pytest.mark.parametrize("weights", [False, True], ids=["fused", "weights"])
+@pytest.mark.parametrize("name,hparams", INDEX_CASES, ids=INDEX_IDS)
+def test_index_fast_path_equals_gathered_per_question_inputs(name, hparams, weights):
+    """One vision row per distinct image + ``index`` gives exactly the per-question call's outputs."""
+    fusion = build(name, hparams)
+    images = make_inputs(batch=4, seed=3)["image"]  # varied masks; image 1 is never used
+    questions = make_inputs(batch=5, seed=4)
+    index = torch.tensor([2, 0, 2, 3, 0])  # repeated and out of order
+    with torch.no_grad(), with_weights(fusion, weights):
+        fast = fusion(dict(questions, image=images), index={"image": index})
+        slow = fusion(dict(questions, image=images.index_select(index)))
+    assert fast.pooled.shape == (5, DIM)
+    for got, want in zip(fast, slow):
+        assert (got is None) == (want is None)
+        if want is not None:
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", list_fusions())

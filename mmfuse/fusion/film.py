@@ -1,0 +1,89 @@
+"""``film``: one modality's pooled vector modulates the other modality's tokens (FiLM)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from mmfuse.encoders.base import EncoderOutput
+from mmfuse.fusion.base import FusionOutput, check_inputs, register_fusion
+from mmfuse.layers import masked_mean
+
+
+@register_fusion("film")
+class FiLMFusion(nn.Module):
+    """Feature-wise linear modulation, Perez et al. 2018, "FiLM: Visual Reasoning with a General
+    Conditioning Layer": ``FiLM(x | γ, β) = γ ⊙ x + β`` with ``γ, β`` predicted from the condition.
+
+    With ``c`` the condition's pooled vector and ``x_i`` the modulated modality's tokens::
+
+        [Δγ; β] = W_c c + b_c        (Linear(in_dims[condition], 2*dim): first half Δγ, second half β)
+        γ = 1 + Δγ                   (so a zero generator is the identity: γ = 1, β = 0)
+        u_i = W_x x_i + b_x          (tokens projected to dim; padded tokens zeroed first, never read)
+        y_i = γ ⊙ u_i + β            (residual=False, the default: the FiLM layer alone)
+        y_i = u_i + ReLU(γ ⊙ u_i + β)  (residual=True: the paper's ResBlock tail, without its convs and BN)
+        pooled = masked mean of y_i over the real tokens
+
+    Shapes:
+        inputs[condition].pooled: ``[B, in_dims[condition]]``.
+        inputs[modulated]: tokens ``[B, N, in_dims[modulated]]``, mask ``[B, N]``.
+        output.pooled ``[B, dim]`` (zeros for a row without real tokens); output.tokens ``[B, N, dim]``
+        (the modulated tokens, zero at padded positions); output.mask ``[B, N]`` (the modulated mask);
+        attention None.
+
+    Args:
+        condition: the modality whose pooled vector produces ``γ, β`` (default ``"text"``).
+        modulated: the modality whose tokens are modulated; None = the single modality other than
+            ``condition`` (an error if there are several). Other modalities in ``in_dims`` are ignored.
+        residual: ``u + ReLU(FiLM(u))`` instead of ``FiLM(u)``.
+        dropout: dropout on the modulated tokens.
+    """
+
+    def __init__(
+        self,
+        in_dims: dict[str, int],
+        dim: int,
+        *,
+        condition: str = "text",
+        modulated: str | None = None,
+        residual: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        names = sorted(in_dims)
+        if condition not in in_dims:
+            raise ValueError(f"film condition modality {condition!r} not among the modalities {names}")
+        if modulated is None:
+            others = [m for m in names if m != condition]
+            if len(others) != 1:
+                raise ValueError(
+                    f"film cannot infer the modulated modality from {names} (condition={condition!r}); "
+                    "set modulated= explicitly"
+                )
+            modulated = others[0]
+        if modulated not in in_dims or modulated == condition:
+            raise ValueError(f"film modulated modality {modulated!r} must be one of {names} other than {condition!r}")
+        ignored = [m for m in names if m not in (condition, modulated)]
+        if ignored:
+            warnings.warn(f"film ignores modality(ies) {ignored}", stacklevel=2)
+        self.condition, self.modulated = condition, modulated
+        self.in_dims = {m: int(in_dims[m]) for m in sorted((condition, modulated))}
+        self.dim, self.residual = dim, residual
+        self.proj = nn.Linear(self.in_dims[modulated], dim)  # W_x
+        self.film = nn.Linear(self.in_dims[condition], 2 * dim)  # W_c: [Δγ; β]
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, inputs: Mapping[str, EncoderOutput]) -> FusionOutput:
+        check_inputs(inputs, self.in_dims, "film")
+        c, x = inputs[self.condition], inputs[self.modulated]
+        mask = x.mask.bool()
+        u = self.proj(x.tokens.masked_fill(~mask[..., None], 0.0))  # [B, N, dim]
+        d_gamma, beta = self.film(c.pooled)[:, None].chunk(2, dim=-1)  # [B, 1, dim] each
+        y = (1 + d_gamma) * u + beta
+        if self.residual:
+            y = u + torch.relu(y)
+        y = self.dropout(y).masked_fill(~mask[..., None], 0.0)
+        return FusionOutput(pooled=masked_mean(y, mask), tokens=y, mask=mask)
