@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mmfuse.config_checks import check_rl, check_tasks, check_video
+from mmfuse.config_checks import check_modalities, check_rl, check_tasks, check_video
 from mmfuse.config_ranges import check_ranges
 from mmfuse.errors import ConfigError
 from mmfuse.registry import check_option_types
@@ -188,6 +188,7 @@ def _check_choices(cfg: DictConfig) -> None:
         if aug not in AUGMENTATIONS:
             raise ConfigError(f"config key 'data.augment' has {aug!r}; valid choices: {', '.join(AUGMENTATIONS)}")
     check_tasks(cfg)
+    check_modalities(cfg)
     check_rl(cfg)
     check_video(cfg)
     from mmfuse.fusion import fusion_hparams

@@ -1,5 +1,6 @@
 """Cross-key checks of a merged config (run by :func:`mmfuse.config.load_config` after the per-key type
-checks): the task list, weighting options and dataset mixture entries, and the RL stage's settings.
+checks): the task list, weighting options and dataset mixture entries, the model's modalities, and the RL
+stage's settings.
 
 Imported by :mod:`mmfuse.config`, never the reverse; the valid values come from the components that own them."""
 
@@ -48,6 +49,27 @@ def check_video(cfg: DictConfig) -> None:
         if k not in valid:
             raise ConfigError(f"config key 'model.video.hparams.{k}' is not an option of temporal pooling "
                               f"{cfg.model.video.pooling!r}; valid options: {', '.join(sorted(valid)) or 'none'}")
+
+
+# model.modalities: the model's encoders (mmfuse.model.MODALITIES; the config room may not import the model,
+# tests/test_modalities.py checks that the two agree)
+MODALITIES = ("text", "image")
+# tasks that read both modalities (itm re-pairs each question with another image)
+BIMODAL_TASKS = ("itm",)
+
+
+def check_modalities(cfg: DictConfig) -> None:
+    """``model.modalities`` is a non-empty list of distinct modalities; a one-modality model has no bimodal task."""
+    given = list(cfg.model.modalities)
+    if not given or len(set(given)) != len(given) or not set(given) <= set(MODALITIES):
+        raise ConfigError(f"config key 'model.modalities' is {given}; expected a non-empty list of distinct "
+                          f"modalities from: {', '.join(MODALITIES)} (e.g. [text, image], [text], [image])")
+    if len(given) < len(MODALITIES):
+        for task in BIMODAL_TASKS:
+            if task in cfg.tasks.active:
+                raise ConfigError(f"config key 'tasks.active' has {task!r}, which needs both modalities, but "
+                                  f"'model.modalities' is [{', '.join(given)}]; drop {task} from tasks.active or "
+                                  f"set model.modalities=[{', '.join(MODALITIES)}]")
 
 
 MIXTURE_KEYS = ("name", "source", "root", "train", "val", "test", "tasks", "val_fraction")

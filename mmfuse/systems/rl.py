@@ -16,6 +16,7 @@ from torchmetrics import MeanMetric
 
 from mmfuse.checkpoints import read_checkpoint
 from mmfuse.config import complete_config
+from mmfuse.errors import ConfigError
 from mmfuse.fusion.base import FusionOutput
 from mmfuse.heads.generator import AnswerGenerator
 from mmfuse.heads.value import ValueHead
@@ -26,12 +27,12 @@ from mmfuse.rl import ppo
 from mmfuse.rl.gae import compute_gae, masked_mean, masked_whiten
 from mmfuse.rl.ppo import AdaptiveKLController, FixedKLController, entropy, explained_variance, policy_loss, value_loss
 from mmfuse.rl.rewards import RewardFn, get_reward
-from mmfuse.rl.rollout import Rollout, collect_rollout, evaluate_actions, select_rows
+from mmfuse.rl.rollout import TRAINABLE_PARTS, Rollout, collect_rollout, evaluate_actions, select_rows
 from mmfuse.systems.base import BaseSystem, seen_anywhere
 from mmfuse.tasks.generation import AnswerGenerationTask
 
 GENERATION = "answer_generation"
-__all__ = ["RLSystem", "fuse_batch", "rl_config"]
+__all__ = ["RLSystem", "check_trainable", "fuse_batch", "rl_config"]
 
 
 class RLSystem(BaseSystem):
@@ -73,8 +74,9 @@ class RLSystem(BaseSystem):
             self.prediction_task = GENERATION  # what evaluate() scores: the fine-tuned generator
         self.value_head = ValueHead(self.generator.dim, int(self.rl["value_hidden"]))
         self.reference = copy.deepcopy(self.model).requires_grad_(False)
+        check_trainable(self.rl["train"], self.model.modalities)
         self.trained = {"generator": self.generator, "fusion": self.model.fusion,
-                        "text": self.model.encoders["text"], "image": self.model.encoders["image"]}
+                        **{name: self.model.encoders[name] for name in self.model.modalities}}
         self.model.requires_grad_(False)
         for part in self.rl["train"]:
             self.trained[part].requires_grad_(True)
@@ -289,6 +291,7 @@ def rl_config(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
     if GENERATION not in stored["tasks"]["active"]:
         raise ValueError(f"rl.init_from={path}: the checkpoint trained {stored['tasks']['active']}, RL needs "
                          f"an '{GENERATION}' head (train with tasks.active=[{GENERATION}])")
+    check_trainable(cfg.rl.train, stored["model"]["modalities"], f" of the rl.init_from checkpoint {path}")
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.model = OmegaConf.create(stored["model"])
@@ -296,3 +299,12 @@ def rl_config(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
         if stored["model"]["video"]["enabled"]:  # the time embeddings are sized by the checkpoint's clips
             cfg.data.video.num_frames = stored["data"]["video"]["num_frames"]
     return cfg, ckpt
+
+
+def check_trainable(parts: Sequence[str], modalities: Sequence[str], where: str = "") -> None:
+    """ConfigError when ``rl.train`` names an encoder the model does not have (a one-modality model)."""
+    valid = [p for p in TRAINABLE_PARTS if p in ("generator", "fusion") or p in modalities]
+    for part in parts:
+        if part in TRAINABLE_PARTS and part not in valid:
+            raise ConfigError(f"config key 'rl.train' has {part!r}, but the model{where} has no {part} encoder "
+                              f"(model.modalities={list(modalities)}); valid parts: {', '.join(valid)}")

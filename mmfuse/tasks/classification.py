@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric
 
+from mmfuse.errors import ConfigError
 from mmfuse.fusion.base import FusionOutput
 from mmfuse.heads import ClassifierHead
 from mmfuse.metrics.vqa_metric import VQAAccuracy
@@ -103,6 +104,9 @@ class ITMTask(Task):
 
     def run(self, head: nn.Module, out: Mapping[str, Any], batch: Mapping[str, Any], model: nn.Module,
             predict: bool) -> TaskResult:
+        if "text" not in out or "image" not in out:  # load_config refuses this; a hand-built model may not
+            raise ConfigError("the itm task needs both modalities, but this model has only "
+                              f"{'text' if 'text' in out else 'image'} (model.modalities); drop itm from tasks.active")
         index = out["image_index"]
         num_images = out["image"].tokens.shape[0]
         if index is None:
