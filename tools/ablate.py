@@ -12,6 +12,13 @@ back, not re-run (delete the folder, or pass ``--rerun``, to run it again). Writ
 and ``ablation.csv`` (per row: test VQA accuracy overall and per question type, mean and range over seeds;
 the paired-bootstrap difference against ``--baseline`` with its 95% interval; parameters; training
 samples/s; wall time), ``ablation.json`` and ``ablation.png`` (accuracy against parameters and wall time).
+
+Robustness to a broken modality: ``--corrupt SPEC [--corrupt SPEC2] --levels 0,0.2,... [--corrupt-seed N]``
+evaluates each cell's best checkpoint under the corruptions after its training (as ``tools/evaluate.py
+--corrupt``, into ``<cell>/eval_robustness/``; read back when that holds the same specs, levels and seed for the
+same checkpoint) and adds per spec the columns RR (relative robustness: area under the accuracy-vs-level curve /
+level range) and ER (effective robustness: RR_row - (RR_base + (clean_row - clean_base)), the baseline's numbers
+averaged over its seeds), mean and range over seeds, and ``ablation_robustness.png``.
 """
 
 from __future__ import annotations
@@ -39,9 +46,11 @@ from mmfuse.evaluation.ablation import (
     parse_axis,
     row_label,
     row_slug,
+    summarize_robustness,
     summarize_row,
 )
 from mmfuse.evaluation.results import read_rows
+from mmfuse.evaluation.robustness import RobustnessRequest
 
 
 def cell_command(configs: list[str], row: Row, seed: int, run_dir: Path, overrides: list[str]) -> list[str]:
@@ -67,7 +76,31 @@ def run_cell(cmd: list[str], run_dir: Path, rerun: bool) -> dict[str, Any]:
                              f"repeat it alone: python {shlex.join(cmd)}")
         marker.write_text(json.dumps(cmd))
     return {"metrics": json.loads((run_dir / "metrics.json").read_text()),
-            "per_question": read_rows(run_dir / "eval_test" / "per_question.jsonl")}
+            "per_question": read_rows(run_dir / "eval_test" / "per_question.jsonl"), "trained": not done or rerun}
+
+
+def run_robustness(run_dir: Path, checkpoint: str, request: RobustnessRequest, again: bool) -> dict[str, Any]:
+    """The cell's robustness evaluation (``<run_dir>/eval_robustness/metrics.json``): read back when it holds the
+    same specs, levels and seed for ``checkpoint`` (and ``again`` is False: the cell was not just trained)."""
+    import mmfuse
+    from mmfuse.evaluation.run import checkpoint_config
+
+    out = run_dir / "eval_robustness"
+    cfg = checkpoint_config(checkpoint, [f"eval.output={out}", "trainer.enable_progress_bar=false"])
+    seed = cfg.eval.bootstrap.seed if request.seed is None else request.seed
+    path = out / "metrics.json"
+    old = json.loads(path.read_text()) if path.is_file() and not again else {}
+    same = (old.get("checkpoint") == checkpoint and (old.get("robustness_convention") or {}).get("seed") == seed
+            and {k: v["levels"] for k, v in (old.get("robustness") or {}).items()}
+            == {spec: list(request.levels) for spec in request.corrupt})
+    if same:
+        print(f"robustness read back: {out}", flush=True)
+        return old
+    flags = [f for spec in request.corrupt for f in ("--corrupt", spec)]
+    flags += ["--levels", ",".join(f"{lv:g}" for lv in request.levels), "--corrupt-seed", str(seed)]
+    print("$ python " + shlex.join(["tools/evaluate.py", "--checkpoint", checkpoint, "--output", str(out), *flags]),
+          flush=True)
+    return mmfuse.evaluate(cfg, robustness=RobustnessRequest(request.corrupt, request.levels, (), int(seed)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,8 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default="runs/ablate")
     p.add_argument("--rerun", action="store_true", help="run every cell again even when it has finished")
     p.add_argument("--resamples", type=int, default=1000, help="paired-bootstrap resamples")
+    p.add_argument("--corrupt", action="append", default=[], metavar="SPEC",
+                   help="also evaluate each cell under this corruption (repeatable; see tools/evaluate.py)")
+    p.add_argument("--levels", default=None, help="corruption levels in [0, 1], comma-separated (default 0,0.1,...,1)")
+    p.add_argument("--corrupt-seed", type=int, default=None,
+                   help="seed of the corruptions (default eval.bootstrap.seed)")
     p.add_argument("overrides", nargs="*", help="key=value overrides for every cell")
     args = p.parse_args(argv)
+    request = RobustnessRequest.parse(args.corrupt, args.levels, (), args.corrupt_seed)
     try:
         rows = expand_grid([parse_axis(a) for a in args.grid])
         base = find_row(rows, args.baseline) if args.baseline else rows[0]
@@ -100,10 +139,17 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             run_dir = out / row_slug(row) / f"seed{seed}"
             cmd = cell_command(args.config, row, seed, run_dir, args.overrides)
-            cells.setdefault(row_label(row), []).append({"seed": seed, **run_cell(cmd, run_dir, args.rerun)})
+            cell = {"seed": seed, **run_cell(cmd, run_dir, args.rerun)}
+            if request:
+                cell["robustness"] = run_robustness(run_dir, cell["metrics"]["best_checkpoint"], request,
+                                                    cell["trained"])["robustness"]
+            cells.setdefault(row_label(row), []).append(cell)
     base_label = row_label(base)
     summaries = [{"label": label, **summarize_row(cs, None if label == base_label else cells[base_label],
                                                   resamples=args.resamples)} for label, cs in cells.items()]
+    if request:
+        for s in summaries:
+            s["robustness"] = summarize_robustness(cells[s["label"]], cells[base_label], request.corrupt)
     table = format_markdown(summaries, base_label)
     (out / "ablation.md").write_text(table)
     (out / "ablation.json").write_text(json.dumps(summaries, indent=2) + "\n")
@@ -112,11 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(f, fieldnames=list(flat[0]))
         writer.writeheader()
         writer.writerows(flat)
-    from mmfuse.viz.ablation import write_ablation_plot
+    from mmfuse.viz.ablation import write_ablation_plot, write_robustness_plot
 
     write_ablation_plot(summaries, out / "ablation.png")
+    robust_png = write_robustness_plot(summaries, out / "ablation_robustness.png") if request else None
     print(table, flush=True)
-    print(f"wrote {out / 'ablation.md'}, ablation.csv, ablation.json, ablation.png", flush=True)
+    print(f"wrote {out / 'ablation.md'}, ablation.csv, ablation.json, ablation.png"
+          + (", ablation_robustness.png" if robust_png else ""), flush=True)
     return 0
 
 

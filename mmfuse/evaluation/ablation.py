@@ -7,6 +7,11 @@ The difference pairs questions, not seeds: each question's score is first averag
 (the seeds both rows have), then :func:`mmfuse.evaluation.bootstrap.paired_bootstrap` resamples questions.
 Its interval therefore says how sure the *test set* makes the difference of the seed-averaged models; how
 far seeds move a row is the range column beside it.
+
+With ``--corrupt`` (:mod:`mmfuse.evaluation.robustness`), each cell's best checkpoint is also evaluated under the
+corruptions, and per spec a row gains its relative robustness (area under its accuracy-vs-level curve / level
+range) and its effective robustness, ``RR_cell − (RR_base + (clean_cell − clean_base))`` with the baseline row's
+RR and clean accuracy averaged over its seeds (so the baseline row's mean is 0): mean and range over seeds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mmfuse.evaluation.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, paired_bootstrap
+from mmfuse.evaluation.robustness import effective_robustness
 
 Row = dict[str, str]  # one grid row: {config key: value}, in axis order
 
@@ -25,16 +31,34 @@ Row = dict[str, str]  # one grid row: {config key: value}, in axis order
 def parse_axis(spec: str) -> tuple[str, list[str]]:
     """``"model.fusion.name=concat,gated"`` → ``("model.fusion.name", ["concat", "gated"])``.
 
+    Commas inside brackets belong to one value: ``"model.modalities=[text],[image],[text,image]"`` has three.
+
     Raises:
-        ValueError: no ``=``, an empty key, or no value.
+        ValueError: no ``=``, an empty key, no value, or unbalanced brackets.
     """
     key, sep, values = spec.partition("=")
-    items = [v.strip() for v in values.split(",") if v.strip()] if sep else []
+    items = [v.strip() for v in _split_top_level(spec, values) if v.strip()] if sep else []
     if not sep or not key.strip() or not items:
         raise ValueError(f"--grid {spec!r}: expected KEY=V1,V2,... (e.g. model.fusion.name=concat,gated)")
     if len(set(items)) != len(items):
         raise ValueError(f"--grid {spec!r}: a value is listed twice")
     return key.strip(), items
+
+
+def _split_top_level(spec: str, values: str) -> list[str]:
+    """``values`` split on the commas outside ``[...]`` / ``{...}`` (list and dict values of an override)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(values):
+        depth += ch in "[{"
+        depth -= ch in "]}"
+        if depth < 0:
+            break
+        if ch == "," and depth == 0:
+            parts.append(values[start:i])
+            start = i + 1
+    if depth != 0:
+        raise ValueError(f"--grid {spec!r}: unbalanced brackets")
+    return [*parts, values[start:]]
 
 
 def expand_grid(axes: Sequence[tuple[str, Sequence[str]]]) -> list[Row]:
@@ -122,6 +146,37 @@ def summarize_row(cells: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping
     return out
 
 
+def _maybe_span(values: Sequence[float | None]) -> dict[str, float] | None:
+    kept = [v for v in values if v is not None]
+    return _span(kept) if kept else None
+
+
+def summarize_robustness(cells: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]],
+                         specs: Sequence[str]) -> dict[str, Any]:
+    """Per spec, a row's robustness over its cells (seeds): the accuracy curve (mean, min, max per level), the
+    relative robustness and the effective robustness against ``baseline``'s cells (its seeds' mean RR and clean
+    accuracy), each as mean / min / max. Each cell's ``robustness`` is its evaluation's ``metrics["robustness"]``."""
+    out: dict[str, Any] = {}
+    for spec in specs:
+        blocks = [c["robustness"][spec] for c in cells]
+        base = [c["robustness"][spec] for c in baseline]
+        base_rr = [b["relative_robustness"] for b in base if b["relative_robustness"] is not None]
+        base_clean = [b["clean_accuracy"] for b in base if b["clean_accuracy"] is not None]
+        effective: list[float | None] = []
+        for b in blocks:
+            known = b["relative_robustness"] is not None and b["clean_accuracy"] is not None
+            effective.append(effective_robustness(b["relative_robustness"], b["clean_accuracy"],
+                                                  statistics.fmean(base_rr), statistics.fmean(base_clean))
+                             if known and base_rr and base_clean else None)
+        per_level = list(zip(*(b["accuracy"] for b in blocks)))
+        spans = [_maybe_span(v) for v in per_level]
+        out[spec] = {"levels": blocks[0]["levels"],
+                     "accuracy": {k: [None if sp is None else sp[k] for sp in spans] for k in ("mean", "min", "max")},
+                     "relative": _maybe_span([b["relative_robustness"] for b in blocks]),
+                     "effective": _maybe_span(effective)}
+    return out
+
+
 def _fmt_span(s: Mapping[str, float] | None, n: int) -> str:
     if not s:
         return ""
@@ -131,8 +186,9 @@ def _fmt_span(s: Mapping[str, float] | None, n: int) -> str:
 def format_markdown(summaries: Sequence[Mapping[str, Any]], baseline_label: str) -> str:
     """The ablation table: one line per row; accuracies in %, mean over seeds with the range in brackets."""
     types = sorted({t for s in summaries for t in s["per_question_type"]})
-    head = ["row", "seeds", "overall", *types, f"Δ vs {baseline_label} [95% CI]", "parameters", "samples/s",
-            "wall (min)"]
+    specs = _specs(summaries)
+    head = ["row", "seeds", "overall", *types, f"Δ vs {baseline_label} [95% CI]",
+            *[f"{kind} {spec}" for spec in specs for kind in ("RR", "ER")], "parameters", "samples/s", "wall (min)"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for s in summaries:
         n = len(s["seeds"])
@@ -141,15 +197,24 @@ def format_markdown(summaries: Sequence[Mapping[str, Any]], baseline_label: str)
             "" if d is None else f"{d['diff']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]")
         params = "" if s["parameters"] is None else f"{s['parameters'] / 1e6:.2f} M"
         cells = [s["label"], ",".join(map(str, s["seeds"])), _fmt_span(s["overall"], n),
-                 *[_fmt_span(s["per_question_type"].get(t), n) for t in types], delta, params,
+                 *[_fmt_span(s["per_question_type"].get(t), n) for t in types], delta,
+                 *[_fmt_span(((s.get("robustness") or {}).get(spec) or {}).get(kind), n) for spec in specs
+                   for kind in ("relative", "effective")], params,
                  f"{s['samples_per_s']:.0f}", f"{s['wall_seconds'] / 60:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def _specs(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The corruption specs of the table, in first-seen order."""
+    return list(dict.fromkeys(spec for s in summaries for spec in (s.get("robustness") or {})))
+
+
 def csv_rows(summaries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Flat dicts for a CSV writer: one per row, every number in its own column."""
+    """Flat dicts for a CSV writer: one per row, every number in its own column (robustness: ``rr_<spec>_mean``,
+    ``er_<spec>_min``, ...)."""
     types = sorted({t for s in summaries for t in s["per_question_type"]})
+    specs = _specs(summaries)
     out = []
     for s in summaries:
         d = s["vs_baseline"] or {}
@@ -157,6 +222,11 @@ def csv_rows(summaries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for name, span in [("overall", s["overall"]), *[(t, s["per_question_type"].get(t)) for t in types]]:
             for stat in ("mean", "min", "max"):
                 row[f"{name}_{stat}"] = None if span is None else round(span[stat], 4)
+        for spec in specs:
+            block = (s.get("robustness") or {}).get(spec) or {}
+            for kind, key in (("rr", "relative"), ("er", "effective")):
+                for stat in ("mean", "min", "max"):
+                    row[f"{kind}_{spec}_{stat}"] = None if block.get(key) is None else round(block[key][stat], 4)
         row.update({"diff_vs_baseline": d.get("diff"), "diff_ci_low": (d.get("ci") or [None])[0],
                     "diff_ci_high": (d.get("ci") or [None, None])[1], "diff_p": d.get("p"),
                     "parameters": s["parameters"], "samples_per_s": round(s["samples_per_s"], 1),

@@ -3,7 +3,9 @@
 Figures (PNG, under ``<eval dir>/report/``): accuracy per answer type (with 95% intervals), per
 question type, learning curves from the run's logs, confusion among the most frequent answers,
 and - when the fusion exposes text->image attention on a patch grid (``cross_attention``) -
-attention heat-maps over the image for ``eval.report_samples`` questions.
+attention heat-maps over the image for ``eval.report_samples`` questions; after a robustness evaluation
+(``--corrupt``), accuracy against the corruption level (``robustness.png``), and the missing-modality accuracies
+in the summary table.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from mmfuse.viz import (
     read_lightning_logs,
     write_index_html,
 )
+from mmfuse.viz.robustness import plot_robustness
 
 log = logging.getLogger(__name__)
 MAX_QUESTION_TYPES = 40  # more bars than this are unreadable: the most frequent are shown
@@ -60,8 +63,8 @@ def attention_samples(system: Any, dataset: Any, rows: Sequence[Mapping[str, Any
     the last layer's attention ``[heads, N_t, N_v]`` averaged over heads and valid text tokens.
     """
     model = system.model
-    fusion, image_enc = model.fusion, model.encoders["image"]
-    if getattr(fusion, "context", None) != "image" or not hasattr(image_enc, "grid_size"):
+    fusion, image_enc = model.fusion, dict(model.encoders).get("image")
+    if image_enc is None or getattr(fusion, "context", None) != "image" or not hasattr(image_enc, "grid_size"):
         return []
     index = {r.question_id: i for i, r in enumerate(dataset.records)}
     picked = pick_samples(rows, n, seed)
@@ -130,6 +133,8 @@ def write_report(eval_dir: Path, run_dir: Path, system: Any, dm: Any, split: str
         plot_attention_grid(maps, out / "attention.png", title="Text-to-image attention (last fusion layer)")
         figures.append(("Attention", "attention.png", "Last cross-attention layer, averaged over heads and question "
                         "tokens, over the image patches; a third of the samples are errors when there are any."))
+    if fig := _robustness_figure(metrics, out / "robustness.png"):
+        figures.append(fig)
     leak = metrics["leakage"]
     summary = {"split": split, "checkpoint": metrics["checkpoint"], "questions": metrics["num_questions"],
                "fusion": type(system.model.fusion).__name__, "config hash": metrics["config_hash"][:16]}
@@ -139,4 +144,23 @@ def write_report(eval_dir: Path, run_dir: Path, system: Any, dm: Any, split: str
     if leak.get("checked"):
         summary["leakage (shared ids / image-question pairs)"] = (
             f"{leak['shared_question_ids']} / {leak['shared_image_question_pairs']}")
+    for spec, block in (metrics.get("robustness") or {}).items():
+        if block["relative_robustness"] is not None:
+            summary[f"relative robustness, {spec}"] = f"{block['relative_robustness']:.2f}"
+    for modality, m in (metrics.get("missing") or {}).items():
+        if m["accuracy"] is not None:
+            summary[f"VQA accuracy, {modality} missing"] = f"{m['accuracy']:.2f}%"
     return write_index_html(out, f"mmfuse evaluation: {split}", summary, figures)
+
+
+def _robustness_figure(metrics: Mapping[str, Any], path: Path) -> tuple[str, str, str] | None:
+    blocks = metrics.get("robustness") or {}
+    if not blocks:
+        return None
+    panels = {f"{spec} (RR {b['relative_robustness']:.2f})" if b["relative_robustness"] is not None else spec:
+              {"overall": {"levels": b["levels"], "accuracy": b["accuracy"]},
+               **{t: {"levels": b["levels"], "accuracy": acc} for t, acc in b["per_answer_type"].items()}}
+              for spec, b in blocks.items()}
+    plot_robustness(panels, path, "VQA accuracy under a corrupted modality")
+    return ("Robustness", path.name, "Accuracy against the corruption level (overall and per answer type), one panel "
+            "per corruption; RR: relative robustness, the area under the overall curve divided by the level range.")

@@ -1,5 +1,6 @@
-"""The ablation harness's figure: each row's test accuracy (mean over seeds, bar = range) against its
-parameter count and against its wall time, so a fusion's accuracy is read next to what it costs."""
+"""The ablation harness's figures: each row's test accuracy (mean over seeds, bar = range) against its
+parameter count and against its wall time, so a fusion's accuracy is read next to what it costs; with
+``--corrupt``, each row's accuracy against the corruption level (``ablation_robustness.png``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+from mmfuse.viz.robustness import plot_robustness
 
 
 def write_ablation_plot(summaries: Sequence[Mapping[str, Any]], path: Path | str) -> Path:
@@ -37,3 +40,19 @@ def write_ablation_plot(summaries: Sequence[Mapping[str, Any]], path: Path | str
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def write_robustness_plot(summaries: Sequence[Mapping[str, Any]], path: Path | str) -> Path | None:
+    """``ablation_robustness.png``: accuracy against corruption level, one panel per spec, one line per row (mean
+    over seeds, band = range). None (nothing written) when no row has robustness results."""
+    panels: dict[str, dict[str, Any]] = {}
+    for s in summaries:
+        for spec, block in (s.get("robustness") or {}).items():
+            acc = block["accuracy"]
+            label = s["label"].split("=")[-1] if s["label"].count("=") == 1 else s["label"]
+            panels.setdefault(spec, {})[label] = {"levels": block["levels"], "accuracy": acc["mean"],
+                                                  "low": acc["min"], "high": acc["max"]}
+    if not panels:
+        return None
+    return plot_robustness(panels, path, "ablation: accuracy under corruption (mean over seeds, band = range)",
+                           strong=())

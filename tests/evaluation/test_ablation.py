@@ -21,7 +21,10 @@ def test_axes_parse_and_expand_first_axis_slowest() -> None:
     assert parse_axis("model.fusion.name=concat, gated") == ("model.fusion.name", ["concat", "gated"])
     rows = expand_grid([parse_axis("a=1,2"), parse_axis("b=x,y,z")])
     assert [row_label(r) for r in rows] == ["a=1 b=x", "a=1 b=y", "a=1 b=z", "a=2 b=x", "a=2 b=y", "a=2 b=z"]
-    for bad in ("model.fusion.name", "=a,b", "k=", "k=a,a"):
+    assert parse_axis("model.modalities=[text],[image],[text, image]") == (
+        "model.modalities", ["[text]", "[image]", "[text, image]"])
+    assert parse_axis("m.h={a: 1, b: 2},{}")[1] == ["{a: 1, b: 2}", "{}"]
+    for bad in ("model.fusion.name", "=a,b", "k=", "k=a,a", "k=[a,b", "k=a],[b"):
         with pytest.raises(ValueError, match="--grid"):
             parse_axis(bad)
     with pytest.raises(ValueError, match="more than one axis"):

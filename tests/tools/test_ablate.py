@@ -1,5 +1,6 @@
 """tools/ablate.py as a user runs it: a 2x2 grid (two fusions x two seeds) of tiny easy-VQA runs, its table
-files, then again with one cell's folder deleted: only that cell trains again."""
+files (with the robustness columns of --corrupt), then again with one cell's folder deleted: only that cell trains
+and is evaluated under the corruption again."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, run_tool
 from tests.tools.test_sweep_tools import TINY_RUN
 
@@ -17,26 +20,32 @@ from tests.tools.test_sweep_tools import TINY_RUN
 def test_ablate_grid_table_and_resume(tmp_path: Path) -> None:
     args = ["tools/ablate.py", "--config", "configs/experiments/easy_vqa.yaml", "--grid",
             "model.fusion.name=concat,weighted_sum", "--seeds", "0", "1", "--baseline", "concat",
-            "--output", str(tmp_path), "--resamples", "100", *TINY_RUN]
+            "--output", str(tmp_path), "--resamples", "100", "--corrupt", "image:occlusion", "--levels", "0,1",
+            *TINY_RUN]
     out = run_tool(*args)
-    assert out.count("$ python tools/train.py") == 4
+    assert out.count("$ python tools/train.py") == 4 and out.count("$ python tools/evaluate.py") == 4
     summaries = json.loads((tmp_path / "ablation.json").read_text())
     assert [s["label"] for s in summaries] == ["model.fusion.name=concat", "model.fusion.name=weighted_sum"]
     for s in summaries:
         assert s["seeds"] == [0, 1] and s["parameters"] > 0 and s["samples_per_s"] > 0
         assert s["overall"]["min"] <= s["overall"]["mean"] <= s["overall"]["max"]
     assert summaries[0]["vs_baseline"] is None and summaries[1]["vs_baseline"]["questions"] > 0
+    for s in summaries:  # the seeds' curves, their areas; the baseline's effective robustness is 0 by definition
+        r = s["robustness"]["image:occlusion"]
+        assert r["levels"] == [0.0, 1.0] and r["relative"]["mean"] == pytest.approx(sum(r["accuracy"]["mean"]) / 2)
+    assert summaries[0]["robustness"]["image:occlusion"]["effective"]["mean"] == pytest.approx(0.0, abs=1e-9)
     table = (tmp_path / "ablation.md").read_text()
-    assert "| model.fusion.name=concat | 0,1 |" in table and "baseline" in table
+    assert "| model.fusion.name=concat | 0,1 |" in table and "baseline" in table and "| ER image:occlusion |" in table
     with open(tmp_path / "ablation.csv") as f:
         assert [r["row"] for r in csv.DictReader(f)] == [s["label"] for s in summaries]
-    assert (tmp_path / "ablation.png").stat().st_size > 0
+    assert (tmp_path / "ablation.png").stat().st_size > 0 and (tmp_path / "ablation_robustness.png").is_file()
     before = (tmp_path / "fusion-concat" / "seed0" / "metrics.json").stat().st_mtime_ns
 
     shutil.rmtree(tmp_path / "fusion-weighted_sum" / "seed1")
     again = run_tool(*args)
     assert again.count("$ python tools/train.py") == 1 and "fusion-weighted_sum/seed1" in again
-    assert again.count("done, read back") == 3
+    assert again.count("done, read back") == 3 and again.count("robustness read back") == 3
+    assert again.count("$ python tools/evaluate.py") == 1
     assert (tmp_path / "fusion-concat" / "seed0" / "metrics.json").stat().st_mtime_ns == before
 
 
