@@ -35,6 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench_common import add_seeds_arg, split_seeds
 from mmfuse.cli import run_tool
 from mmfuse.errors import ConfigError
 from mmfuse.evaluation.ablation import (
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", action="append", required=True, help="experiment YAML (repeatable, merged in order)")
     p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
                    help="an axis of the grid (repeatable: rows are every combination)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    add_seeds_arg(p)
     p.add_argument("--baseline", default=None, help="the row every other is compared with (default: the first)")
     p.add_argument("--output", default="runs/ablate")
     p.add_argument("--rerun", action="store_true", help="run every cell again even when it has finished")
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="seed of the corruptions (default eval.bootstrap.seed)")
     p.add_argument("overrides", nargs="*", help="key=value overrides for every cell")
     args = p.parse_args(argv)
+    split_seeds(args)
     request = RobustnessRequest.parse(args.corrupt, args.levels, (), args.corrupt_seed)
     try:
         rows = expand_grid([parse_axis(a) for a in args.grid])

@@ -13,9 +13,33 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 
 
+def seeds_arg(value: str) -> int | str:
+    """``--seeds`` words: an integer, or a ``key=value`` override that argparse's ``nargs="+"`` swallowed
+    (``--seeds 0 1 2 model.fusion.name=concat``); :func:`split_seeds` moves those to the overrides."""
+    if "=" in value:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {value!r}: expected an integer") from None
+
+
+def add_seeds_arg(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--seeds N [N ...]`` (default ``[0]``), tolerant of overrides written right after it."""
+    parser.add_argument("--seeds", type=seeds_arg, nargs="+", default=[0], help=help)
+
+
+def split_seeds(args: argparse.Namespace) -> None:
+    """Move the ``key=value`` words :func:`seeds_arg` let through from ``args.seeds`` to ``args.overrides``."""
+    args.overrides += [s for s in args.seeds if isinstance(s, str)]
+    args.seeds = [s for s in args.seeds if isinstance(s, int)]
+
+
 def split_only(parser: argparse.ArgumentParser, args: argparse.Namespace, rows: Iterable[str]) -> None:
     """``--only a b key=value``: argparse hands the key=value words after ``--only`` to it; move them to
-    ``args.overrides`` and refuse unknown row names."""
+    ``args.overrides`` and refuse unknown row names. Also splits ``--seeds`` the same way (:func:`split_seeds`)."""
+    if isinstance(getattr(args, "seeds", None), list):
+        split_seeds(args)
     if not args.only:
         return
     args.overrides += [o for o in args.only if "=" in o]

@@ -19,7 +19,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_common import add_sweep_args, run_logged, split_only, sweep
+from bench_common import add_seeds_arg, add_sweep_args, run_logged, split_only, sweep
 
 CONFIG = "configs/experiments/easy_vqa_multitask.yaml"
 TASKS = ("vqa", "answer_generation", "itm", "answer_type")
@@ -73,7 +73,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    add_seeds_arg(p)
     p.add_argument("--output", default="runs/bench_multitask")
     p.add_argument("--only", nargs="*", default=None, help=f"rows to run (default all): {', '.join(ROWS)}")
     p.add_argument("overrides", nargs="*", help="key=value overrides for every row")

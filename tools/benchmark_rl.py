@@ -21,7 +21,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_common import REPO, add_sweep_args, run_logged, split_only, sweep
+from bench_common import REPO, add_seeds_arg, add_sweep_args, run_logged, split_only, sweep
 
 sys.path.insert(0, str(REPO))
 SUPERVISED = "configs/experiments/easy_vqa_noisy_generator.yaml"
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--init", default=None, help="stage-1 checkpoint (default: train it first)")
     p.add_argument("--output", default="runs/bench_rl")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="RL seeds (rollout sampling, minibatch order)")
+    add_seeds_arg(p, "RL seeds (rollout sampling, minibatch order)")
     p.add_argument("--only", nargs="*", default=None, help=f"row ids to run (default all): {', '.join(ROWS)}")
     p.add_argument("overrides", nargs="*", help="key=value overrides for every RL row")
     add_sweep_args(p)

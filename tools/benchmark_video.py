@@ -19,7 +19,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_common import REPO, add_sweep_args, run_logged, split_only, sweep
+from bench_common import REPO, add_seeds_arg, add_sweep_args, run_logged, split_only, sweep
 
 CONFIG = "configs/experiments/video_qa.yaml"
 ROWS = {  # id (run folder, --only) -> (table label, overrides)
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data/video_qa", help="the benchmark's folder (generated when missing)")
     p.add_argument("--output", default="runs/bench_video")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    add_seeds_arg(p)
     p.add_argument("--only", nargs="*", default=None, help=f"row ids to run (default all): {', '.join(ROWS)}")
     p.add_argument("overrides", nargs="*", help="key=value overrides for every row")
     add_sweep_args(p)

@@ -94,3 +94,19 @@ def test_benchmark_scorer(tmp_path: Path) -> None:
                    "--json", str(tmp_path / "s.json"))
     result = json.loads((tmp_path / "s.json").read_text())
     assert result["questions"] == 300 and "identical" in out.lower()
+
+
+def test_overrides_written_after_seeds_are_overrides(bench_common) -> None:
+    """``--seeds 0 1 2 key=value`` (as the README writes its sweeps): argparse's nargs="+" takes the override
+    too; it must land in the overrides, and a word that is neither an integer nor an override is an error."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    bench_common.add_seeds_arg(p)
+    p.add_argument("--only", nargs="*")
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args(["--seeds", "0", "2", "model.fusion.name=concat", "--only", "a", "x=1"])
+    bench_common.split_only(p, args, ["a", "b"])
+    assert args.seeds == [0, 2] and args.overrides == ["model.fusion.name=concat", "x=1"] and args.only == ["a"]
+    with pytest.raises(SystemExit):
+        p.parse_args(["--seeds", "0", "one"])
