@@ -62,6 +62,7 @@ def _choices() -> dict[str, Callable[[], Sequence[str]]]:
     from mmfuse.objectives.multitask import list_weightings
     from mmfuse.objectives.nonfinite import NONFINITE_POLICIES
     from mmfuse.objectives.regularizers import L2_SP_SCOPES
+    from mmfuse.rl.advantages import list_advantages
     from mmfuse.rl.ppo import ALGORITHMS
     from mmfuse.rl.rewards import KL_ESTIMATORS, list_rewards
     from mmfuse.rl.rollout import TRUNCATION
@@ -88,6 +89,7 @@ def _choices() -> dict[str, Callable[[], Sequence[str]]]:
         "eval.split": lambda: SPLITS,
         "stage": lambda: STAGES,
         "rl.algorithm": lambda: ALGORITHMS,
+        "rl.advantage": list_advantages,
         "rl.reward": list_rewards,
         "rl.truncation": lambda: TRUNCATION,
         "rl.kl.estimator": lambda: KL_ESTIMATORS,

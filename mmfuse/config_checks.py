@@ -15,7 +15,9 @@ from mmfuse.errors import ConfigError
 
 
 def check_rl(cfg: DictConfig) -> None:
-    """``rl.train`` names trainable parts; PPO counts, rates and γ, λ are in range; stage=rl has init_from."""
+    """``rl.train`` names trainable parts; PPO counts, rates and γ, λ are in range; dynamic sampling has groups to
+    compare; a bootstrapped truncation has a critic; stage=rl has init_from."""
+    from mmfuse.rl.advantages import get_advantage, resolve_advantage
     from mmfuse.rl.rollout import TRAINABLE_PARTS
 
     rl = cfg.rl
@@ -30,6 +32,14 @@ def check_rl(cfg: DictConfig) -> None:
             raise ConfigError(f"config key 'rl.{key}' is {rl[key]}; expected a number > 0")
     if not (0 <= rl.gamma <= 1 and 0 <= rl.lam <= 1):
         raise ConfigError(f"config keys 'rl.gamma' and 'rl.lam' must be in [0, 1]; got {rl.gamma}, {rl.lam}")
+    if rl.skip_uniform_groups and rl.samples_per_question < 2:
+        raise ConfigError(f"config key 'rl.skip_uniform_groups' is true but 'rl.samples_per_question' is "
+                          f"{rl.samples_per_question}: dropping groups whose answers all score the same needs "
+                          "groups of >= 2 answers (set rl.samples_per_question=4, say)")
+    advantage = resolve_advantage(rl.advantage, rl.algorithm)
+    if rl.truncation == "bootstrap" and not get_advantage(advantage).critic:
+        raise ConfigError(f"config key 'rl.truncation' is 'bootstrap', but rl.advantage={advantage} has no value "
+                          "head to bootstrap a cut answer from; use rl.truncation=terminal or rl.advantage=gae")
     if cfg.stage == "rl" and not rl.init_from:
         raise ConfigError("stage=rl needs config key 'rl.init_from': a supervised checkpoint with an "
                           "answer_generation head (train one with tasks.active=[answer_generation])")

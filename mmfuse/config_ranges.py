@@ -47,6 +47,11 @@ RANGES: dict[str, tuple[str, str]] = {
     "trainer.progress_bar_refresh_rate": ("int", ">= 1"),
     "trainer.num_threads": ("int", ">= 1"),
     "eval.report_samples": ("int", ">= 0"),
+    "rl.samples_per_question": ("int", ">= 1"),
+    "rl.refill_tries": ("int", ">= 0"),
+    "rl.lam_critic": ("number", "[0, 1]"),
+    "rl.lam_length_alpha": ("number", "> 0"),
+    "rl.whiten_min_std": ("number", ">= 0"),
 }
 
 

@@ -16,6 +16,9 @@ Definitions (``t+1`` = next valid token of the row)::
     A_t     = delta_t + gamma * lam * (1 - done_t) * A_{t+1}
     R_t     = A_t + V_t                                      (before any whitening)
 
+``lam`` may be one number or one per row (``[B]``: VAPO's length-adaptive λ_policy, see
+:func:`mmfuse.rl.advantages.length_adaptive_lambda`).
+
 Two exact implementations: a backward loop over T (default for short answers) and a
 loop-free matrix form (compact valid tokens left, ``A = M @ delta`` with ``M[j, k]`` the product
 of the discount factors between j and k) for long sequences.
@@ -64,7 +67,8 @@ def _prepare(
     return r, values, valid, done, v_boot
 
 
-def _gae_loop(r: Tensor, v: Tensor, valid: Tensor, done: Tensor, v_boot: Tensor, gamma: float, lam: float) -> Tensor:
+def _gae_loop(r: Tensor, v: Tensor, valid: Tensor, done: Tensor, v_boot: Tensor, gamma: float,
+              lam: float | Tensor) -> Tensor:
     """Backward recursion over T, vectorised over B. Masked slots just pass the carry through."""
     B, T = v.shape
     adv = torch.zeros_like(v)  # [B, T]
@@ -74,7 +78,7 @@ def _gae_loop(r: Tensor, v: Tensor, valid: Tensor, done: Tensor, v_boot: Tensor,
         ok = valid[:, t]  # [B]
         keep = (~done[:, t]).to(v.dtype)  # [B] 1 - done_t: cuts bootstrap and carry
         delta = r[:, t] + gamma * next_v * keep - v[:, t]  # [B] TD error (garbage where masked)
-        a = delta + gamma * lam * keep * next_a  # [B]
+        a = delta + gamma * lam * keep * next_a  # [B] (lam: a number or [B])
         adv[:, t] = torch.where(ok, a, torch.zeros_like(a))  # [B] where, not *: 0*NaN = NaN
         # carry only advances on valid tokens, so masked slots are invisible to the recursion
         next_v = torch.where(ok, v[:, t], next_v)  # [B]
@@ -82,7 +86,8 @@ def _gae_loop(r: Tensor, v: Tensor, valid: Tensor, done: Tensor, v_boot: Tensor,
     return adv
 
 
-def _gae_matrix(r: Tensor, v: Tensor, valid: Tensor, done: Tensor, v_boot: Tensor, gamma: float, lam: float) -> Tensor:
+def _gae_matrix(r: Tensor, v: Tensor, valid: Tensor, done: Tensor, v_boot: Tensor, gamma: float,
+                lam: float | Tensor) -> Tensor:
     """Loop-free GAE: compact valid tokens left, then ``A = M @ delta`` with a [B, T, T] matrix."""
     B, T = v.shape
     zero = v.new_zeros(())
@@ -98,7 +103,8 @@ def _gae_matrix(r: Tensor, v: Tensor, valid: Tensor, done: Tensor, v_boot: Tenso
     v_next = torch.where(nxt_ok, nxt_v, v_boot[:, None].expand(B, T))  # [B, T]
     v_next = torch.where(cdone, zero, v_next)  # [B, T] no bootstrap across a done
     delta = torch.where(cv, cr + gamma * v_next - cval, zero)  # [B, T] 0 past the row's end
-    c = torch.where(cv & ~cdone, v.new_full((), gamma * lam), zero)  # [B, T] per-step carry factor
+    carry = gamma * lam[:, None] if isinstance(lam, Tensor) else v.new_full((), gamma * lam)  # [B, 1] or []
+    c = torch.where(cv & ~cdone, carry, zero)  # [B, T] per-step carry factor
     # M[b, j, k] = prod_{i=j}^{k-1} c[b, i] for k >= j (1 on the diagonal), else 0.
     # Built with a cumprod over rows of [B, T, T] (ones left of the diagonal): no logs, no division,
     # so exact zeros (dones, lam = 0) stay exact and nothing can become NaN.
@@ -121,7 +127,7 @@ def compute_gae(
     last_value: Tensor | None = None,
     *,
     gamma: float = 1.0,
-    lam: float = 0.95,
+    lam: float | Tensor = 0.95,
     method: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """GAE advantages and returns for ``[B, T]`` token rewards/values (see the module docstring).
@@ -132,7 +138,7 @@ def compute_gae(
         mask: [B, T] bool/0-1, 1 = real action. ``None`` = all valid.
         dones: [B, T] bool/0-1, 1 = episode ends right after action t. ``None`` = no dones.
         last_value: [B] V after each row's last valid action; ``None`` = terminal row ends.
-        gamma, lam: discount and GAE lambda.
+        gamma, lam: discount and GAE lambda; ``lam`` may be a ``[B]`` tensor, one λ per row.
         method: ``"loop"`` (backward loop over T), ``"matrix"`` (loop-free, O(B*T^2) memory)
             or ``"auto"`` (loop for T <= 64 or when the matrix would be too large).
 
@@ -141,12 +147,19 @@ def compute_gae(
     """
     r, v, valid, done, v_boot = _prepare(rewards, values, mask, dones, last_value)
     B, T = v.shape
+    lam_: float | Tensor
+    if isinstance(lam, Tensor) and lam.dim() > 0:
+        if lam.shape != (B,):
+            raise ValueError(f"lam has shape {tuple(lam.shape)}; expected a number or one λ per row, ({B},)")
+        lam_ = lam.to(dtype=v.dtype, device=v.device)  # [B]
+    else:
+        lam_ = float(lam)
     if method == "auto":
         method = "loop" if T <= _LOOP_MAX_T or B * T * T > _MATRIX_MAX_ELEMS else "matrix"
     if method == "loop":
-        adv = _gae_loop(r, v, valid, done, v_boot, float(gamma), float(lam))  # [B, T]
+        adv = _gae_loop(r, v, valid, done, v_boot, float(gamma), lam_)  # [B, T]
     elif method == "matrix":
-        adv = _gae_matrix(r, v, valid, done, v_boot, float(gamma), float(lam))  # [B, T]
+        adv = _gae_matrix(r, v, valid, done, v_boot, float(gamma), lam_)  # [B, T]
     else:
         raise ValueError(f"unknown method {method!r}; expected 'auto', 'loop' or 'matrix'")
     zero = v.new_zeros(())
@@ -171,18 +184,27 @@ def masked_var(x: Tensor, mask: Tensor | None, unbiased: bool = False) -> Tensor
 
 
 def masked_whiten(
-    x: Tensor, mask: Tensor | None, shift_mean: bool = True, unbiased: bool = False, eps: float = 1e-8
+    x: Tensor, mask: Tensor | None, shift_mean: bool = True, unbiased: bool = False, eps: float = 1e-8,
+    min_std: float = 0.0,
 ) -> Tensor:
-    """``(x - mean) / sqrt(var + eps)`` with statistics over valid entries of the whole batch.
+    """``(x - mean) / max(sqrt(var + eps), min_std)`` with statistics over valid entries of the whole batch.
 
     ``shift_mean=False`` adds the mean back (only the scale changes). With fewer than two valid
     entries the variance is meaningless, so only centring is applied (and nothing at all when
     ``shift_mean=False``). Masked outputs are 0.
+
+    ``min_std`` bounds the gain at ``1 / min_std``: when the advantages hardly vary (every sampled
+    answer right, or all wrong), their spread is KL noise and critic error, and ``1 / sqrt(var + 1e-8)``
+    would blow it up to unit variance, a full-size update with no signal in it (issue 18: spreads of
+    0.002-0.07 were scaled up 14-600 times on the tiny task). A floor rather than a skip below a
+    threshold: the output stays continuous in the spread, shrinking to 0 with it. 0 = the anchors'
+    plain whitening (TRL, OpenRLHF, verl add only an ``eps`` of 1e-8 or so).
     """
     m, n = _valid_count(x, mask)
     mean = masked_mean(x, m)  # []
     var = masked_var(x, m, unbiased=unbiased)  # []
-    scale = torch.where(n >= 2, torch.rsqrt(var + eps), x.new_ones(()))  # [] 1 -> centre only
+    std = torch.sqrt(var + eps).clamp_min(min_std)  # [] the floor caps the gain at 1 / min_std
+    scale = torch.where(n >= 2, std.reciprocal(), x.new_ones(()))  # [] 1 -> centre only
     out = (x - mean) * scale  # [B, T]
     if not shift_mean:
         out = out + mean  # [B, T] keep the original location

@@ -3,9 +3,10 @@ Optimization Algorithms"), plus the KL-penalty controllers of Ziegler et al. 201
 Language Models from Human Preferences").
 
 Tensors are ``[B, T]`` (row = one sampled answer, column = one token); ``mask`` is 1 at real actions.
-Every mean is a masked mean over the valid tokens of the WHOLE batch (not a mean of per-row means),
-so long answers weigh more, as each token is one action. Pad slots may hold garbage (NaN, inf):
-inputs are sanitised with ``torch.where`` before any arithmetic so it never reaches losses or grads.
+By default every mean is a masked mean over the valid tokens of the WHOLE batch (not a mean of per-row
+means), so long answers weigh more, as each token is one action; :func:`aggregate` also gives GRPO's
+per-answer mean and Dr. GRPO's fixed-length sum. Pad slots may hold garbage (NaN, inf): inputs are
+sanitised with ``torch.where`` before any arithmetic so it never reaches losses or grads.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from torch import Tensor
 
 from mmfuse.layers import masked_mean
 
-# rl.algorithm: clipped PPO with GAE advantages from a value head, or one REINFORCE step per batch
+# rl.algorithm: the update. ppo: rl.ppo_epochs x rl.minibatches clipped steps per rollout batch; reinforce: one
+# plain policy-gradient step (the ratio is 1, the clip never acts), and with rl.advantage=gae (the default) it
+# keeps its old meaning, the batch-mean baseline of rl.advantage=reinforce
 ALGORITHMS = ("ppo", "reinforce")
+# how a per-token loss becomes one number (see aggregate)
+AGGREGATIONS = ("token", "sequence", "sum")
 
 __all__ = [
-    "ALGORITHMS", "AdaptiveKLController", "FixedKLController", "entropy", "exact_token_kl", "explained_variance",
-    "policy_loss",
-    "value_loss",
+    "AGGREGATIONS", "ALGORITHMS", "AdaptiveKLController", "FixedKLController", "aggregate", "entropy",
+    "exact_token_kl", "explained_variance", "k3_kl", "policy_loss", "value_loss",
 ]
 
 
@@ -33,17 +37,53 @@ def _clean(x: Tensor, valid: Tensor) -> Tensor:
     return torch.where(valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
+def aggregate(x: Tensor, mask: Tensor, agg: str = "token", norm_len: int | None = None) -> Tensor:
+    """One number from a per-token loss ``x [B, T]`` over the valid tokens (``mask [B, T]``).
+
+    ``"token"``: ``sum_{b,t} x / n_valid``, every token of the batch weighs the same (PPO, DAPO).
+    ``"sequence"``: ``mean_b (sum_t x_bt / l_b)``, each answer's token mean, then the mean over the
+    answers with a token (GRPO, Shao et al. 2024: ``1/G sum_i 1/|o_i| sum_t``).
+    ``"sum"``: ``sum_{b,t} x / (B * norm_len)``, a fixed normaliser instead of the answer's length
+    (Dr. GRPO, Liu et al. 2025: the ``1/|o_i|`` factor makes short right answers and long wrong
+    ones weigh more); ``norm_len`` is the longest answer allowed (default: ``T``).
+    """
+    if agg not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {agg!r}; valid choices: {', '.join(AGGREGATIONS)}")
+    valid = mask.bool()  # [B, T]
+    x = _clean(x, valid)  # [B, T]
+    if agg == "token":
+        return masked_mean(x, valid)  # []
+    if agg == "sum":
+        rows, length = x.shape[0], norm_len or x.shape[1]
+        return x.sum() / max(rows * length, 1)  # []
+    lengths = valid.sum(1)  # [B]
+    per_row = x.sum(1) / lengths.clamp_min(1).to(x.dtype)  # [B] token mean of each answer
+    return masked_mean(per_row, lengths > 0)  # [] answers without a token do not count
+
+
+def k3_kl(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor) -> Tensor:
+    """``[B, T]`` per-token k3 estimate of KL(π ‖ π_ref): ``exp(ref - logp) - 1 - (ref - logp)`` (>= 0,
+    unbiased; Schulman 2020), 0 at pads. Differentiable in ``logprobs``: the KL leash as a loss term
+    (GRPO, ``rl.kl.in_loss``)."""
+    valid = mask.bool()  # [B, T]
+    log_ratio = _clean(ref_logprobs.to(logprobs.dtype) - logprobs, valid)  # [B, T] log π_ref/π, 0 at pads
+    return _clean(torch.expm1(log_ratio) - log_ratio, valid)  # [B, T]
+
+
 def policy_loss(
     logprobs: Tensor,
     old_logprobs: Tensor,
     advantages: Tensor,
     mask: Tensor,
     clip: float = 0.2,
+    agg: str = "token",
+    norm_len: int | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Clipped surrogate objective (PPO-clip), as a loss to minimise.
 
-    ``loss = mean_valid(max(-A * r, -A * clip(r, 1 - clip, 1 + clip)))`` with ``r = exp(logp - old)``;
-    the max of the negated terms is the pessimistic (min) bound of the paper's L^CLIP.
+    ``loss = agg_valid(max(-A * r, -A * clip(r, 1 - clip, 1 + clip)))`` with ``r = exp(logp - old)``;
+    the max of the negated terms is the pessimistic (min) bound of the paper's L^CLIP. ``agg`` and
+    ``norm_len``: see :func:`aggregate` (default: the mean over the batch's valid tokens).
 
     Returns:
         ``(loss, stats)``; stats (detached, 0-dim):
@@ -58,7 +98,7 @@ def policy_loss(
     adv = _clean(advantages, valid)  # [B, T]
     pg_unclipped = -adv * ratio  # [B, T]
     pg_clipped = -adv * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)  # [B, T]
-    loss = masked_mean(torch.maximum(pg_unclipped, pg_clipped), valid)  # []
+    loss = aggregate(torch.maximum(pg_unclipped, pg_clipped), valid, agg, norm_len)  # []
     with torch.no_grad():
         stats = {
             "clipfrac": masked_mean(((ratio - 1.0).abs() > clip).to(ratio.dtype), valid),

@@ -32,11 +32,11 @@ class Rollout(NamedTuple):
 
     ``tokens`` (long, PAD after EOS), ``mask`` (bool action mask), ``logprobs`` (policy, at the
     sampling temperature), ``ref_logprobs`` (frozen reference), ``values`` (value head on the policy's
-    states), ``kl`` (per-token estimate), ``rewards`` (−β·kl, plus the score on the last valid token),
-    ``dones`` (bool: the answer ends after this action), ``last_value [B]`` (V after the last token of
-    rows that are not done; ``None`` when every row ends terminally), ``scores [B]`` (reward function
-    on the text, after any missing-EOS penalty), ``truncated [B]`` (bool: cut at ``max_new_tokens``
-    before its EOS) and ``texts`` (the decoded, normalised answers).
+    states; 0 without a value head), ``kl`` (per-token estimate), ``rewards`` (−β·kl, plus the score
+    on the last valid token), ``dones`` (bool: the answer ends after this action), ``last_value [B]``
+    (V after the last token of rows that are not done; ``None`` when every row ends terminally),
+    ``scores [B]`` (reward function on the text, after any missing-EOS penalty), ``truncated [B]``
+    (bool: cut at ``max_new_tokens`` before its EOS) and ``texts`` (the decoded, normalised answers).
     """
 
     tokens: Tensor
@@ -59,29 +59,34 @@ def select_rows(fused: FusionOutput, rows: Tensor) -> FusionOutput:
     return type(fused)(*cast(Iterator[Any], (None if x is None else x[rows] for x in fused)))
 
 
-def evaluate_actions(generator: AnswerGenerator, value_head: nn.Module, fused: FusionOutput, tokens: Tensor,
-                     temperature: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+def evaluate_actions(generator: AnswerGenerator, value_head: nn.Module | None, fused: FusionOutput, tokens: Tensor,
+                     temperature: float = 1.0) -> tuple[Tensor, Tensor | None, Tensor]:
     """Re-score ``tokens [B, T]`` in the caller's grad mode: ``(logprobs [B, T], values [B, T],
-    logits [B, T, V])``, logits divided by ``temperature`` (the policy being optimised)."""
+    logits [B, T, V])``, logits divided by ``temperature`` (the policy being optimised); values are
+    ``None`` without a value head (critic-free advantage estimators)."""
     out = generator(fused, tokens)
     logits = out.logits / temperature  # [B, T, V]
     logprobs = F.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # [B, T]
     mask = action_mask(tokens, generator.eos_id, generator.pad_id)
-    return logprobs.masked_fill(~mask, 0.0), value_head(out.hidden).masked_fill(~mask, 0.0), logits
+    values = None if value_head is None else value_head(out.hidden).masked_fill(~mask, 0.0)
+    return logprobs.masked_fill(~mask, 0.0), values, logits
 
 
 @torch.no_grad()
-def collect_rollout(policy: AnswerGenerator, value_head: nn.Module, fused: FusionOutput, reference: AnswerGenerator,
-                    ref_fused: FusionOutput, decode: Any, batch: Mapping[str, Any], reward_fn: RewardFn, *,
+def collect_rollout(policy: AnswerGenerator, value_head: nn.Module | None, fused: FusionOutput,
+                    reference: AnswerGenerator, ref_fused: FusionOutput, decode: Any, batch: Mapping[str, Any],
+                    reward_fn: RewardFn, *,
                     kl_coef: float, kl_estimator: str = "k1", temperature: float = 1.0, top_k: int = 0,
                     max_new_tokens: int | None = None, truncation: str = "terminal",
                     missing_eos_penalty: float | None = None,
                     generator: torch.Generator | None = None) -> Rollout:
-    """Sample one answer per question and score it.
+    """Sample one answer per row of ``fused`` and score it (G answers per question: ``fused`` and
+    ``batch`` with each question's rows repeated, see :mod:`mmfuse.rl.groups`).
 
     Args:
         policy, value_head: the generator being trained and its value head (call in eval mode: the
-            sampled tokens' log-probs must equal those PPO recomputes).
+            sampled tokens' log-probs must equal those PPO recomputes); ``value_head=None`` (critic-free
+            estimators): values are 0 and ``truncation="bootstrap"`` is an error.
         fused, ref_fused: the fused question+image features seen by the policy and by the reference
             (the same object when the encoders and fusion are not trained).
         reference: the frozen generator of the supervised checkpoint.
@@ -99,6 +104,8 @@ def collect_rollout(policy: AnswerGenerator, value_head: nn.Module, fused: Fusio
     """
     if truncation not in TRUNCATION:
         raise ValueError(f"unknown truncation {truncation!r}; valid choices: {', '.join(TRUNCATION)}")
+    if truncation == "bootstrap" and value_head is None:
+        raise ValueError("truncation='bootstrap' needs a value head: without a critic a cut answer has no value")
     gen = policy.generate(fused, "sample", max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                           generator=generator)
     tokens, mask = gen.tokens, gen.mask  # [B, T]
@@ -113,6 +120,7 @@ def collect_rollout(policy: AnswerGenerator, value_head: nn.Module, fused: Fusio
         scores = scores - float(missing_eos_penalty) * truncated.float()
     last_value = None
     if truncation == "bootstrap" and bool(truncated.any()):
+        assert value_head is not None  # checked above
         states = policy.states(fused, tokens)  # [B, T + 1, D]
         all_values = value_head(states)  # [B, T + 1]
         values = all_values[:, :-1].masked_fill(~mask, 0.0)
@@ -122,7 +130,8 @@ def collect_rollout(policy: AnswerGenerator, value_head: nn.Module, fused: Fusio
         penalty = -float(missing_eos_penalty or 0.0)
         score_in_reward = torch.where(truncated, torch.full_like(scores, penalty), scores)
     else:
-        values = value_head(gen.hidden).masked_fill(~mask, 0.0)  # [B, T]
+        values = (torch.zeros_like(gen.logprobs) if value_head is None
+                  else value_head(gen.hidden).masked_fill(~mask, 0.0))  # [B, T]
         score_in_reward = scores
     kl, rewards = shape_token_rewards(score_in_reward, gen.logprobs, ref_logprobs, mask, kl_coef, kl_estimator)
     dones = (tokens == policy.eos_id) & mask  # [B, T]; terminal rows without EOS: last_value None / unused

@@ -1,12 +1,13 @@
-"""The RL stage: PPO (or REINFORCE) fine-tuning of the answer generator against a reward, with GAE
-advantages from a value head and a KL leash to the frozen supervised policy."""
+"""The RL stage: PPO (or REINFORCE) fine-tuning of the answer generator against a reward, with G answers per
+question, advantages from a named estimator (GAE on a value head, or critic-free: GRPO, RLOO, REINFORCE++,
+REINFORCE) and a KL leash to the frozen supervised policy."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
@@ -24,8 +25,18 @@ from mmfuse.metrics.vqa_metric import VQAAccuracy
 from mmfuse.model import fuse_batch
 from mmfuse.random_state import Stream
 from mmfuse.rl import ppo
-from mmfuse.rl.gae import compute_gae, masked_mean, masked_whiten
-from mmfuse.rl.ppo import AdaptiveKLController, FixedKLController, entropy, explained_variance, policy_loss, value_loss
+from mmfuse.rl.advantages import AdvantageInput, AdvantageOptions, Advantages, get_advantage, resolve_advantage
+from mmfuse.rl.groups import cat_fused, cat_rollouts, group_rows, repeat_batch, select_rollout, uniform_groups
+from mmfuse.rl.ppo import (
+    AdaptiveKLController,
+    FixedKLController,
+    aggregate,
+    entropy,
+    explained_variance,
+    k3_kl,
+    policy_loss,
+    value_loss,
+)
 from mmfuse.rl.rewards import RewardFn, get_reward
 from mmfuse.rl.rollout import TRAINABLE_PARTS, Rollout, collect_rollout, evaluate_actions, select_rows
 from mmfuse.systems.base import BaseSystem, seen_anywhere
@@ -33,17 +44,35 @@ from mmfuse.tasks.generation import AnswerGenerationTask
 
 GENERATION = "answer_generation"
 __all__ = ["RLSystem", "check_trainable", "fuse_batch", "rl_config"]
+# (questions wanted, a batch they should be like, CPU generator) -> a batch of new training questions, or None
+RefillFn = Callable[[int, dict[str, Any], torch.Generator], "dict[str, Any] | None"]
+
+
+class Part(NamedTuple):
+    """Answers from one question batch that go into the PPO update: the ``batch``, its question-level
+    ``fused`` features (rollout time, no grad), ``qrows [n]`` each kept answer's question in it, and the
+    kept answers' rollout ``roll`` (``[n, T]``)."""
+
+    batch: dict[str, Any]
+    fused: FusionOutput
+    qrows: Tensor
+    roll: Rollout
 
 
 class RLSystem(BaseSystem):
     """The RL stage on :class:`~mmfuse.systems.base.BaseSystem`: the answer generator trained by RL (manual
     optimisation). It builds no loss weighting, regulariser or task-gradient machinery: none applies here.
 
-    Every training batch is one rollout batch: one answer sampled per question (``cfg["rl"]``), scored
-    by the reward, turned into per-token rewards (−β·KL to the frozen ``reference`` copy, plus the
-    score on the last token), GAE advantages from ``value_head`` on the decoder states, then
-    ``ppo_epochs`` × ``minibatches`` clipped PPO steps with gradient clipping (``optim.grad_clip``).
-    Dropout is off in every module (as in TRL): the log-probs PPO recomputes must equal the rollout's.
+    Every training batch is one rollout batch: ``rl.samples_per_question`` (G) answers sampled per question
+    (``cfg["rl"]``; questions and images encoded and fused once, the fused rows repeated, a question's G answers
+    in adjacent rows), scored by the reward, turned into per-token rewards (−β·KL to the frozen ``reference``
+    copy, plus the score on the last token; with ``rl.kl.in_loss`` the KL is a loss term instead), advantages
+    from the ``rl.advantage`` estimator (``gae`` reads ``value_head`` on the decoder states; the critic-free
+    ones build no value head), then ``ppo_epochs`` × ``minibatches`` clipped PPO steps with gradient clipping
+    (``optim.grad_clip``). With ``rl.skip_uniform_groups`` the groups whose G scores are all equal are dropped
+    and the batch refilled with new training questions (:meth:`refill_batch`, at most ``rl.refill_tries``
+    batches; past that it trains on what it has). Dropout is off in every module (as in TRL): the log-probs
+    PPO recomputes must equal the rollout's.
 
     Validation and test run the base's evaluation step (greedy decoding, the same VQA metric), plus, with
     ``rl.eval_sampled``, one sampled answer per question: ``<stage>/sampled/acc`` and ``<stage>/kl``
@@ -54,8 +83,11 @@ class RLSystem(BaseSystem):
     ``(texts, batch) -> Tensor[B]`` (research code; not stored, pass it again when loading).
 
     Logged every step: ``rl/score``, ``rl/reward`` (score − β·KL), ``rl/kl`` (per answer), ``rl/beta``,
-    ``rl/policy_loss``, ``rl/value_loss``, ``rl/entropy``, ``rl/approx_kl``, ``rl/clipfrac``,
-    ``rl/explained_variance``, ``rl/answer_length`` (tokens, EOS included), ``rl/truncated``.
+    ``rl/policy_loss``, ``rl/entropy``, ``rl/approx_kl``, ``rl/clipfrac``, ``rl/answer_length`` (tokens, EOS
+    included), ``rl/truncated`` (all over the batch's own sampled answers); with a critic ``rl/value_loss`` and
+    ``rl/explained_variance``; with ``rl.kl.in_loss`` ``rl/kl_loss``; with ``rl.skip_uniform_groups``
+    ``rl/dropped_groups`` (uniform groups dropped, refills included), ``rl/refills`` (extra batches drawn) and
+    ``rl/groups`` (groups trained on: fewer than the batch's questions when the refills ran out).
     """
 
     def __init__(self, cfg: dict[str, Any], answers: Sequence[str], text_vocab_size: int | None = None,
@@ -72,7 +104,13 @@ class RLSystem(BaseSystem):
         self.reward_fn = get_reward(reward or self.rl["reward"])
         if self.cfg["eval"].get("task") is None:
             self.prediction_task = GENERATION  # what evaluate() scores: the fine-tuned generator
-        self.value_head = ValueHead(self.generator.dim, int(self.rl["value_hidden"]))
+        self.advantage = resolve_advantage(self.rl["advantage"], self.rl["algorithm"])
+        self.estimator = get_advantage(self.advantage)
+        self.group = int(self.rl["samples_per_question"])
+        # the critic exists only for an estimator that reads it: not built, trained or checkpointed otherwise
+        self.value_head = (ValueHead(self.generator.dim, int(self.rl["value_hidden"])) if self.estimator.critic
+                           else None)
+        self.refill: RefillFn | None = None  # dynamic sampling's source of new questions (None: the train split)
         self.reference = copy.deepcopy(self.model).requires_grad_(False)
         check_trainable(self.rl["train"], self.model.modalities)
         self.trained = {"generator": self.generator, "fusion": self.model.fusion,
@@ -120,62 +158,155 @@ class RLSystem(BaseSystem):
         self.eval_rng = torch.Generator(device=self.device).manual_seed(int(self.cfg["seed"]) + 1)
 
     def rollout(self, batch: dict[str, Any]) -> tuple[Rollout, FusionOutput]:
-        """Sample and score one answer per question; also returns the policy's fused features."""
-        r = self.rl
+        """Sample and score G answers per question (rows ``b*G .. b*G + G - 1`` answer question b); also
+        returns the policy's question-level fused features (``[B]`` rows: each question fused once)."""
+        r, g = self.rl, self.group
         with torch.no_grad():
             fused = fuse_batch(self.model, batch)
             ref_fused = fuse_batch(self.reference, batch) if self.trunk_trained else fused
+            rows = group_rows(fused.pooled.shape[0], g, self.device)  # [B * G] each answer's question
+            answers = select_rows(fused, rows) if g > 1 else fused  # the fused rows repeated, not recomputed
+            ref_answers = (select_rows(ref_fused, rows) if g > 1 else ref_fused) if self.trunk_trained else answers
             roll = collect_rollout(
-                self.generator, self.value_head, fused, cast(AnswerGenerator, self.reference.heads[GENERATION]),
-                ref_fused, cast(AnswerGenerationTask, self.tasks[GENERATION]).tokenizer.decode_batch, batch,
-                self.reward_fn, kl_coef=self.kl_ctl.value,
+                self.generator, self.value_head, answers, cast(AnswerGenerator, self.reference.heads[GENERATION]),
+                ref_answers, cast(AnswerGenerationTask, self.tasks[GENERATION]).tokenizer.decode_batch,
+                repeat_batch(batch, g) if g > 1 else batch, self.reward_fn,
+                kl_coef=0.0 if r["kl"]["in_loss"] else self.kl_ctl.value,  # in the loss: not in the reward
                 kl_estimator=r["kl"]["estimator"], temperature=r["temperature"], top_k=r["top_k"],
                 max_new_tokens=r["max_new_tokens"], truncation=r["truncation"],
                 missing_eos_penalty=r["missing_eos_penalty"], generator=self._rng())
         return roll, fused
 
-    def advantages(self, roll: Rollout) -> tuple[Tensor, Tensor]:
-        """``(advantages, returns)`` ``[B, T]``: GAE for PPO; for REINFORCE the reward-to-go minus its
-        batch mean (the baseline), and returns = reward-to-go."""
+    def advantages(self, roll: Rollout) -> Advantages:
+        """The ``rl.advantage`` estimator on a rollout: advantages ``[N, T]``, the value head's targets (``None``
+        without one) and the policy loss's aggregation."""
         r = self.rl
-        if r["algorithm"] == "reinforce":
-            _, ret = compute_gae(roll.rewards, torch.zeros_like(roll.values), roll.mask, roll.dones, None,
-                                 gamma=r["gamma"], lam=1.0)  # [B, T] reward-to-go
-            adv = ret - masked_mean(ret, roll.mask)
+        inp = AdvantageInput(roll.rewards, roll.mask, roll.dones, self.group,
+                             roll.values if self.value_head is not None else None, roll.last_value)
+        opt = AdvantageOptions(gamma=float(r["gamma"]), lam=float(r["lam"]), lam_critic=float(r["lam_critic"]),
+                               lam_length_alpha=r["lam_length_alpha"], scale=bool(r["grpo_scale"]),
+                               whiten=bool(r["whiten_advantages"]), min_std=float(r["whiten_min_std"]))
+        return self.estimator.fn(inp, opt)
+
+    # -- dynamic sampling (DAPO) ----------------------------------------------------------------------------
+    def refill_batch(self, n: int, like: dict[str, Any]) -> dict[str, Any] | None:
+        """``n`` new training questions for dynamic sampling, on this device, or ``None`` when there is no
+        source: ``self.refill`` if set, else a random draw (from the rollout stream) from the datamodule's
+        training split, from the same dataset as ``like`` in a mixture. A streamed split cannot be drawn from."""
+        seed = int(torch.randint(0, 2**62, (1,), generator=self._rng(), device=self.device))
+        gen = torch.Generator().manual_seed(seed)  # CPU: the draw never depends on the device
+        if self.refill is not None:
+            extra = self.refill(n, like, gen)
         else:
-            adv, ret = compute_gae(roll.rewards, roll.values, roll.mask, roll.dones, roll.last_value,
-                                   gamma=r["gamma"], lam=r["lam"])
-        if r["whiten_advantages"]:
-            adv = masked_whiten(adv, roll.mask)
-        return adv, ret
+            trainer = getattr(self, "_trainer", None)  # None outside a fit
+            ds = getattr(getattr(trainer, "datamodule", None), "datasets", {}).get("train")
+            if ds is None or not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__"):
+                return None
+            low, size = 0, len(ds)
+            names = getattr(ds, "names", None)  # a mixture: a batch must come from one of its datasets
+            if names is not None:
+                d = names.index(like["dataset"]) if like.get("dataset") in names else 0
+                low, size = ds.offsets[d], ds.lengths[d]
+            extra = ds[(torch.randperm(size, generator=gen)[:n] + low).tolist()]
+        if not extra or not extra.get("question_id"):
+            return None  # an empty draw (e.g. every image unreadable)
+        return cast(dict[str, Any], self.transfer_batch_to_device(extra, self.device, 0))
+
+    def dynamic_sampling(self, first: Part) -> tuple[list[Part], dict[str, int]]:
+        """DAPO's dynamic sampling (Yu et al. 2025): keep the groups whose G scores differ (a uniform group has
+        a zero critic-free advantage: no gradient, only a smaller batch), refill with new questions until as many
+        groups as ``first`` has questions, at most ``rl.refill_tries`` refills; past that, train on the groups
+        kept. Returns the kept parts (whole groups, in order) and the counts logged."""
+        g, want = self.group, int(first.fused.pooled.shape[0])
+        kept: list[Part] = []
+        have = dropped = refills = 0
+        part: Part | None = first
+        while part is not None:
+            uniform = uniform_groups(part.roll.scores, g)  # [B_part]
+            dropped += int(uniform.sum())
+            groups = (~uniform).nonzero().squeeze(1)[: want - have]  # [k] kept questions, in order
+            if len(groups):
+                rows = (groups[:, None] * g + torch.arange(g, device=groups.device)).reshape(-1)  # [k * G] answers
+                kept.append(Part(part.batch, part.fused, part.qrows[rows], select_rollout(part.roll, rows)))
+                have += len(groups)
+            part = None
+            if have < want and refills < int(self.rl["refill_tries"]):
+                extra = self.refill_batch(want, first.batch)
+                if extra is not None:
+                    refills += 1
+                    roll, fused = self.rollout(extra)
+                    part = Part(extra, fused, group_rows(fused.pooled.shape[0], g, self.device), roll)
+        return kept, {"dropped_groups": dropped, "refills": refills, "groups": have}
 
     # -- training ---------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         r = self.rl
         roll, fused = self.rollout(batch)
-        adv, ret = self.advantages(roll)
-        reinforce = r["algorithm"] == "reinforce"
-        epochs, minibatches = (1, 1) if reinforce else (int(r["ppo_epochs"]), int(r["minibatches"]))
-        opt = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one optimizer
-        n = roll.tokens.shape[0]
+        parts = [Part(batch, fused, group_rows(fused.pooled.shape[0], self.group, self.device), roll)]
+        counts: dict[str, int] = {}
+        if r["skip_uniform_groups"]:
+            parts, counts = self.dynamic_sampling(parts[0])
+        beta = self.kl_ctl.value  # the β these rewards were shaped with (or the KL loss is weighted by)
         stats: dict[str, list[Tensor]] = {}
+        train, ret = None, None
+        if parts:  # else every group was uniform and no refill helped: no update this step
+            train = cat_rollouts([p.roll for p in parts], self.generator.pad_id)  # [N, T] the answers trained on
+            est = self.advantages(train)
+            ret = est.returns
+            self._update(parts, train, est, beta, stats)
+        seq_kl = roll.kl.sum(1)  # [B * G] logged over the batch's own answers, kept or not
+        n = roll.tokens.shape[0]
+        self.kl_ctl.update(float(seq_kl.mean()), n)
+        logged = {f"rl/{k}": torch.stack(v).mean() for k, v in stats.items()}
+        reward = roll.scores - beta * seq_kl if r["kl"]["in_loss"] else roll.rewards.sum(1)  # [B * G]
+        logged.update({
+            "rl/score": roll.scores.mean(), "rl/kl": seq_kl.mean(), "rl/beta": torch.tensor(beta),
+            "rl/reward": reward.mean(), "rl/answer_length": roll.mask.sum(1).float().mean(),
+            "rl/truncated": roll.truncated.float().mean(),
+            **{f"rl/{k}": torch.tensor(float(v)) for k, v in counts.items()},
+        })
+        if train is not None and ret is not None:
+            logged["rl/explained_variance"] = explained_variance(train.values, ret, train.mask)
+        for key, value in logged.items():
+            self.log(key, value.float(), on_step=True, on_epoch=False, batch_size=n, prog_bar=key == "rl/score")
+
+    def _update(self, parts: list[Part], train: Rollout, est: Advantages, beta: float,
+                stats: dict[str, list[Tensor]]) -> None:
+        """``ppo_epochs`` × ``minibatches`` clipped steps on the answers of ``parts`` (joined in ``train``); one
+        plain step for ``rl.algorithm=reinforce``. Appends each step's statistics to ``stats``."""
+        r = self.rl
+        epochs, minibatches = (1, 1) if r["algorithm"] == "reinforce" else (int(r["ppo_epochs"]), int(r["minibatches"]))
+        norm_len = int(r["max_new_tokens"] or self.generator.max_length)  # Dr. GRPO's fixed length
+        adv, ret = est.advantages, est.returns
+        opt = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one optimizer
+        n = train.tokens.shape[0]
+        # the answers' fused rows; re-run every minibatch when the encoders or the fusion are trained
+        fixed = None if self.trunk_trained else cat_fused([select_rows(p.fused, p.qrows) for p in parts])
         for _ in range(epochs):
             order = torch.randperm(n, generator=self._rng(), device=self.device)
             for rows in order.tensor_split(min(minibatches, n)):  # exactly `minibatches` near-equal parts
-                mb_fused = select_rows(fuse_batch(self.model, batch) if self.trunk_trained else fused, rows)
-                logp, values, logits = evaluate_actions(self.generator, self.value_head, mb_fused, roll.tokens[rows],
-                                                        r["temperature"])
-                mask = roll.mask[rows]
-                p_loss, p_stats = policy_loss(logp, roll.logprobs[rows], adv[rows], mask, r["clip"])
+                all_fused = fixed if fixed is not None else cat_fused(
+                    [select_rows(fuse_batch(self.model, p.batch), p.qrows) for p in parts])
+                logp, values, logits = evaluate_actions(self.generator, self.value_head, select_rows(all_fused, rows),
+                                                        train.tokens[rows], r["temperature"])
+                mask = train.mask[rows]
+                p_loss, p_stats = policy_loss(logp, train.logprobs[rows], adv[rows], mask, r["clip"], est.agg,
+                                              norm_len)
                 ent = entropy(logits, mask)
                 loss = p_loss - r["entropy_coef"] * ent
-                if not reinforce:
-                    v_loss, _ = value_loss(values, roll.values[rows], ret[rows], mask, r["value_clip"])
+                terms = {"rl policy loss": p_loss, "rl entropy": ent}
+                if r["kl"]["in_loss"]:  # β·k3 to the reference, summed over tokens like the policy loss
+                    kl_loss = aggregate(k3_kl(logp, train.ref_logprobs[rows], mask), mask, est.agg, norm_len)
+                    loss = loss + beta * kl_loss
+                    terms["rl kl loss"] = kl_loss
+                    stats.setdefault("kl_loss", []).append(kl_loss.detach())
+                if values is not None and ret is not None:
+                    v_loss, _ = value_loss(values, train.values[rows], ret[rows], mask, r["value_clip"])
                     loss = loss + r["vf_coef"] * v_loss
+                    terms["rl value loss"] = v_loss
                     stats.setdefault("value_loss", []).append(v_loss.detach())
                 opt.zero_grad()
-                if not self.check_loss(loss, {"rl policy loss": p_loss, "rl entropy": ent,
-                                              **({"rl value loss": v_loss} if not reinforce else {})}):
+                if not self.check_loss(loss, terms):
                     continue  # skip_batch: this minibatch's update is dropped
                 self.manual_backward(loss)
                 if not self.check_grads():  # before clipping: a clipped inf gradient would be NaN everywhere
@@ -188,19 +319,6 @@ class RLSystem(BaseSystem):
                 opt.step()
                 for key, value in {"policy_loss": p_loss, "entropy": ent, **p_stats}.items():
                     stats.setdefault(key, []).append(value.detach())
-        seq_kl = roll.kl.sum(1)  # [B]
-        beta = self.kl_ctl.value  # the β these rewards were shaped with
-        self.kl_ctl.update(float(seq_kl.mean()), n)
-        logged = {f"rl/{k}": torch.stack(v).mean() for k, v in stats.items()}
-        logged.update({
-            "rl/score": roll.scores.mean(), "rl/kl": seq_kl.mean(), "rl/beta": torch.tensor(beta),
-            "rl/reward": roll.rewards.sum(1).mean(), "rl/answer_length": roll.mask.sum(1).float().mean(),
-            "rl/truncated": roll.truncated.float().mean(),
-        })
-        if not reinforce:
-            logged["rl/explained_variance"] = explained_variance(roll.values, ret, roll.mask)
-        for key, value in logged.items():
-            self.log(key, value.float(), on_step=True, on_epoch=False, batch_size=n, prog_bar=key == "rl/score")
 
     # -- evaluation ---------------------------------------------------------------------------------------
     def _sampled_eval(self, batch: dict[str, Any], stage: str) -> None:
@@ -271,6 +389,9 @@ class RLSystem(BaseSystem):
         state = checkpoint.get("state_dict", {})
         for key in [k for k in state if k.startswith(("weighting.", "regularization."))]:
             del state[key]
+        if self.value_head is None:  # a checkpoint from before critic-free runs dropped their (unused) value head
+            for key in [k for k in state if k.startswith("value_head.")]:
+                del state[key]
         if "mmfuse_kl_controller" in checkpoint:
             self.kl_ctl.load_state_dict(checkpoint["mmfuse_kl_controller"])
 
