@@ -59,7 +59,8 @@ def test_every_experiment_config_loads_and_builds(path: Path) -> None:
         with pytest.raises(ConfigError, match="rl.init_from"):
             load_config(path)
         cfg = load_config(path, ["rl.init_from=stage1.ckpt"])
-        assert cfg.stage == "rl" and cfg.data.source == "easy_vqa_noisy"
+        assert cfg.stage == "rl" and cfg.data.source == {"sort_of_clevr_order_rl": "jsonl"}.get(path.stem,
+                                                                                                 "easy_vqa_noisy")
         return
     cfg = load_config(path)
     model = mmfuse.build_model(cfg, num_answers=13, text_vocab_size=200)  # the whole config: clip length too

@@ -25,14 +25,30 @@ furthest, so ``closest``/``furthest`` never tie and need no tie-break; no centre
 ``middle_gap`` (2) px of the image's middle lines, so left/right and top/bottom are never a pixel's
 call. Positions are drawn independently of the shapes, so the constraints leak no answer.
 
+Opt-in, a sequence question (``colour_order=True``, ``--colour-order``), written to its own files
+``order_<split>.jsonl`` so the twenty questions' files stay byte-identical: one per image, "what are the
+colors of the objects from left to right?", answered by the six colour words in order of the centres' x
+(``red blue gray green orange yellow``: 6 words + EOS for the answer generator), ``question_type``
+``colour_order``, ``answer_type`` ``sequence``. Equal x is common (about one image in five) and is broken
+by y, the upper object first (reading order); two centres never share a pixel (``min_distance``), so
+the order is total. With ``noise=p`` (``--noisy p``) each such question instead gets ``annotators``
+answers (default 10) of which exactly ``round(p * annotators)``, at random positions, are the order with
+one adjacent pair swapped (the pair uniform among the five): annotators misjudging two neighbours, as
+``easy_vqa_noisy`` replaces whole answers. A generator taught on one random annotator answer then
+samples such swaps, which RL with the ``position_accuracy`` reward (per-position partial credit) can
+unlearn; while fewer than half of the answers are corrupted, the true order is every question's majority.
+
 Randomness: image ``i`` of split ``s`` is drawn from ``numpy.random.default_rng([seed, SPLITS.index(s),
 i])``, so a split's first images are the same whatever the counts, and the files are byte-identical
-for a seed (PNG at a fixed compression level, no metadata; JSON keys in a fixed order).
+for a seed (PNG at a fixed compression level, no metadata; JSON keys in a fixed order). The annotator
+noise of image ``i``'s order question has its own stream (``random.Random(f"{seed}/{s}/{i}/colour_order")``),
+so it never changes a scene or a question of the twenty.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,8 +60,9 @@ from PIL import Image, ImageDraw
 
 from mmfuse.errors import DataError
 
-__all__ = ["ANSWER_TYPES", "COLORS", "QUESTIONS", "SHAPES", "SPLITS", "Question", "SceneObject", "answer",
-           "make_image", "make_questions", "render_scene", "sample_scene", "write_sort_of_clevr"]
+__all__ = ["ANSWER_TYPES", "COLORS", "ORDER_QUESTION", "QUESTIONS", "SHAPES", "SPLITS", "Question", "SceneObject",
+           "answer", "colours_left_to_right", "make_image", "make_questions", "noisy_orders", "render_scene",
+           "sample_scene", "write_sort_of_clevr"]
 
 IMAGE_SIZE = 75
 OBJECT_SIZE = 11
@@ -69,6 +86,9 @@ ANSWER_TYPES: dict[str, str] = {"shape": "non-relational", "horizontal": "non-re
 QUESTIONS_PER_KIND = 10  # per image: 10 non-relational + 10 relational
 PNG_COMPRESS_LEVEL = 6   # fixed, so the same pixels always give the same bytes
 _BATCH = 1024            # candidate scenes per rejection round (about 0.15% pass with the defaults)
+ORDER_QUESTION = "what are the colors of the objects from left to right?"
+ORDER_TYPE, ORDER_ANSWER_TYPE = "colour_order", "sequence"
+ANNOTATORS = 10          # answers per colour_order question when noisy, as easy_vqa_noisy
 
 
 @dataclass(frozen=True)
@@ -182,6 +202,23 @@ def answer(objects: Sequence[SceneObject], color: str, question_type: str, image
     raise DataError(f"unknown Sort-of-CLEVR question_type {question_type!r}; valid: {', '.join(QUESTIONS)}")
 
 
+def colours_left_to_right(objects: Sequence[SceneObject]) -> list[str]:
+    """The colours from left to right: by centre x, equal x by centre y (the upper object first)."""
+    return [o.color for o in sorted(objects, key=lambda o: (o.center[0], o.center[1]))]
+
+
+def noisy_orders(order: Sequence[str], annotators: int, noise: float, rng: random.Random) -> tuple[str, ...]:
+    """``annotators`` answers ``" ".join(order)``, ``round(noise * annotators)`` of them (at positions drawn
+    from ``rng``) with one adjacent pair of words swapped, the pair drawn uniformly for each."""
+    answers = [" ".join(order)] * annotators
+    for pos in rng.sample(range(annotators), round(noise * annotators)):
+        i = rng.randrange(len(order) - 1)
+        words = list(order)
+        words[i], words[i + 1] = words[i + 1], words[i]
+        answers[pos] = " ".join(words)
+    return tuple(answers)
+
+
 def make_questions(objects: Sequence[SceneObject], rng: np.random.Generator, image_size: int = IMAGE_SIZE,
                    per_kind: int = QUESTIONS_PER_KIND) -> list[Question]:
     """``per_kind`` non-relational then ``per_kind`` relational questions, each type and colour uniform."""
@@ -206,7 +243,8 @@ def make_image(seed: int, split: str, index: int) -> tuple[list[SceneObject], li
 def _owned_paths(out: Path) -> list[Path]:
     """Everything the generator writes in ``out``: what ``overwrite`` removes (nothing else)."""
     return ([out / "images" / s for s in SPLITS] + [out / f"{s}.jsonl" for s in SPLITS]
-            + [out / f"scenes_{s}.jsonl" for s in SPLITS] + [out / "summary.json"])
+            + [out / f"scenes_{s}.jsonl" for s in SPLITS] + [out / f"order_{s}.jsonl" for s in SPLITS]
+            + [out / "summary.json"])
 
 
 def _prepare_output(out: Path, overwrite: bool) -> None:
@@ -223,8 +261,22 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
                 p.unlink()
 
 
+def _check_order_options(colour_order: bool, noise: float | None, annotators: int) -> None:
+    if noise is None:
+        return
+    if not colour_order:
+        raise DataError(f"Sort-of-CLEVR noise={noise!r} corrupts the colour_order answers; pass colour_order=True "
+                        f"(--colour-order) with it")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= noise <= 1.0:
+        raise DataError(f"Sort-of-CLEVR noise must be a number in [0, 1] (the share of annotator answers "
+                        f"corrupted), got {noise!r}")
+    if isinstance(annotators, bool) or not isinstance(annotators, int) or annotators < 1:
+        raise DataError(f"Sort-of-CLEVR annotators must be an integer >= 1, got {annotators!r}")
+
+
 def write_sort_of_clevr(out: Path | str, counts: dict[str, int] | None = None, seed: int = 0,
-                        overwrite: bool = False, progress: Callable[[str, int, int], None] | None = None
+                        overwrite: bool = False, progress: Callable[[str, int, int], None] | None = None,
+                        colour_order: bool = False, noise: float | None = None, annotators: int = ANNOTATORS
                         ) -> dict[str, Any]:
     """Write the dataset into ``out`` (the config's ``data.root``).
 
@@ -232,7 +284,8 @@ def write_sort_of_clevr(out: Path | str, counts: dict[str, int] | None = None, s
     documented JSONL format: ``question_id`` counting up across train, val, test; ``image`` relative to
     ``out``; ``question``; ``answers`` (one element); ``question_type``; ``answer_type``),
     ``scenes_<split>.jsonl`` (per image ``{"image", "objects": [{"color", "shape", "center", "size"}]}``)
-    and ``summary.json``.
+    and ``summary.json``; with ``colour_order`` also ``order_<split>.jsonl``, one colour_order question
+    per image (same record format; ids go on counting after the last id of ``test.jsonl``).
 
     Args:
         out: output directory; must be empty or absent unless ``overwrite`` (which removes only the
@@ -240,10 +293,15 @@ def write_sort_of_clevr(out: Path | str, counts: dict[str, int] | None = None, s
         counts: images per split (default train 9,800, val 1,000, test 1,000), each >= 1.
         seed: a non-negative integer.
         progress: optional ``(split, done, total)`` callback.
+        colour_order: also write the ``order_<split>.jsonl`` files (every other file is unchanged).
+        noise: None (one answer per order question) or the share in [0, 1] of ``annotators`` answers
+            corrupted by an adjacent swap (see the module doc); needs ``colour_order``.
+        annotators: answers per order question when ``noise`` is given, an integer >= 1.
 
     Returns:
         The summary (also written to ``summary.json``): seed, geometry, per split images, questions and
-        questions per type.
+        questions per type; with ``colour_order`` a ``colour_order`` entry (file, noise, annotators, per
+        split questions and corrupted answers).
     """
     counts = dict(counts or {"train": 9800, "val": 1000, "test": 1000})
     if set(counts) != set(SPLITS) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
@@ -251,15 +309,20 @@ def write_sort_of_clevr(out: Path | str, counts: dict[str, int] | None = None, s
         raise DataError(f"Sort-of-CLEVR counts must give train, val and test each an integer >= 1, got {counts}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise DataError(f"Sort-of-CLEVR seed must be a non-negative integer, got {seed!r}")
+    _check_order_options(colour_order, noise, annotators)
     out = Path(out)
     _prepare_output(out, overwrite)
     summary: dict[str, Any] = {"dataset": "sort_of_clevr", "seed": seed, "image_size": IMAGE_SIZE,
                                "object_size": OBJECT_SIZE, "background": list(BACKGROUND),
                                "questions_per_image": 2 * QUESTIONS_PER_KIND, "splits": {}}
+    order_summary: dict[str, Any] = {"file": "order_<split>.jsonl", "noise": noise,
+                                     "annotators": 1 if noise is None else annotators, "splits": {}}
     qid = 0
+    order_qid = 2 * QUESTIONS_PER_KIND * sum(counts.values())  # after the twenty questions' ids
     for split in SPLITS:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         records, scenes, per_type = [], [], dict.fromkeys(QUESTIONS, 0)
+        orders, corrupted = [], 0
         for i in range(counts[split]):
             objects, questions = make_image(seed, split, i)
             name = f"images/{split}/{i:05d}.png"
@@ -270,11 +333,24 @@ def write_sort_of_clevr(out: Path | str, counts: dict[str, int] | None = None, s
                                 "question_type": q.question_type, "answer_type": q.answer_type})
                 per_type[q.question_type] += 1
                 qid += 1
+            if colour_order:
+                order = colours_left_to_right(objects)
+                answers = ([" ".join(order)] if noise is None else list(noisy_orders(
+                    order, annotators, noise, random.Random(f"{seed}/{split}/{i}/{ORDER_TYPE}"))))
+                corrupted += sum(a != " ".join(order) for a in answers)
+                orders.append({"question_id": order_qid, "image": name, "question": ORDER_QUESTION,
+                               "answers": answers, "question_type": ORDER_TYPE, "answer_type": ORDER_ANSWER_TYPE})
+                order_qid += 1
             if progress is not None:
                 progress(split, i + 1, counts[split])
         _write_jsonl(out / f"{split}.jsonl", records)
         _write_jsonl(out / f"scenes_{split}.jsonl", scenes)
         summary["splits"][split] = {"images": counts[split], "questions": len(records), "per_question_type": per_type}
+        if colour_order:
+            _write_jsonl(out / f"order_{split}.jsonl", orders)
+            order_summary["splits"][split] = {"questions": len(orders), "corrupted_answers": corrupted}
+    if colour_order:
+        summary["colour_order"] = order_summary
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 

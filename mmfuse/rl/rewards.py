@@ -16,7 +16,8 @@ from mmfuse.registry import Registry
 
 __all__ = [
     "DEFAULT_REWARD", "KL_ESTIMATORS", "REWARDS", "RewardFn", "exact_match_reward", "get_reward",
-    "list_rewards", "register_reward", "shape_token_rewards", "vqa_accuracy_reward",
+    "list_rewards", "position_accuracy", "position_accuracy_reward", "register_reward", "shape_token_rewards",
+    "vqa_accuracy_reward",
 ]
 
 KL_ESTIMATORS = ("k1", "k3")
@@ -153,4 +154,27 @@ def exact_match_reward(predictions: Sequence[str], batch: Mapping) -> Tensor:
     scores = [
         float(len(g) > 0 and normalize_answer(p) == majority_answer(g)) for p, g in zip(predictions, answers)
     ]
+    return torch.tensor(scores, dtype=torch.float32)
+
+
+def position_accuracy(prediction: str, gold: str) -> float:
+    """Share of word positions right: ``#{i : p_i == g_i} / max(len(p), len(g))`` over the words of the
+    normalised ``prediction`` and ``gold`` (:func:`normalize_answer`, as every reward). Words past the
+    shorter sequence count as wrong, and the denominator is the longer length, so a prediction gains
+    nothing by padding extra words after a right prefix (over the gold length it would). Both empty: 1.0
+    (equal strings, as ``exact_match``). A one-word answer scores exactly its exact match.
+    ``"red blue gray"`` against ``"red gray blue"``: 1/3."""
+    p, g = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    longest = max(len(p), len(g))
+    return 1.0 if longest == 0 else sum(a == b for a, b in zip(p, g)) / longest
+
+
+@register_reward("position_accuracy")
+def position_accuracy_reward(predictions: Sequence[str], batch: Mapping) -> Tensor:
+    """Partial credit for sequence answers (Sort-of-CLEVR ``colour_order``): :func:`position_accuracy`
+    of the prediction against the normalised majority GT answer (as ``exact_match``: the annotators'
+    noise never counts as gold). Rows with no GT answers score 0. Returns float32 ``[B]``."""
+    answers = _answers(predictions, batch)
+    scores = [position_accuracy(p, gold) if (gold := majority_answer(g)) is not None else 0.0
+              for p, g in zip(predictions, answers)]
     return torch.tensor(scores, dtype=torch.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmfuse.data.sort_of_clevr import SceneObject, answer, write_sort_of_clevr
+from mmfuse.data.answer_tokens import AnswerTokenizer
+from mmfuse.data.sort_of_clevr import SceneObject, answer, colours_left_to_right, noisy_orders, write_sort_of_clevr
 from mmfuse.data.sources import load_records
 from mmfuse.errors import DataError
 
@@ -26,7 +28,8 @@ PATTERNS = [(re.compile(r"what is the shape of the (\w+) object\?"), "shape"),
             (re.compile(r"is the (\w+) object on the top or bottom of the image\?"), "vertical"),
             (re.compile(r"what is the shape of the object closest to the (\w+) object\?"), "closest"),
             (re.compile(r"what is the shape of the object furthest from the (\w+) object\?"), "furthest"),
-            (re.compile(r"how many objects have the same shape as the (\w+) object\?"), "count")]
+            (re.compile(r"how many objects have the same shape as the (\w+) object\?"), "count"),
+            (re.compile(r"what are the colors of the objects from left to right\?()"), "colour_order")]
 COUNTS = {"train": 200, "val": 50, "test": 50}
 
 
@@ -37,6 +40,11 @@ def read_jsonl(path: Path) -> list[dict]:
 def spec_answer(objects: list[dict], question: str) -> tuple[str, str]:
     """(question_type, answer) from the task's spec alone."""
     (qtype, color), = [(t, m.group(1)) for p, t in PATTERNS if (m := p.fullmatch(question))]
+    if qtype == "colour_order":  # rank = objects further left, or at the same x and higher up (smaller y)
+        rank = {o["color"]: sum(b["center"][0] < o["center"][0] or (b["center"][0] == o["center"][0] and
+                                                                    b["center"][1] < o["center"][1]) for b in objects)
+                for o in objects}
+        return qtype, " ".join(sorted(rank, key=rank.__getitem__))
     me = next(o for o in objects if o["color"] == color)
     x, y = me["center"]
     if qtype == "shape":
@@ -212,3 +220,108 @@ def test_bad_input_is_refused_and_overwrite_replaces_only_its_files(tmp_path: Pa
     assert sorted(p.name for p in (out / "images" / "train").iterdir()) == ["00000.png", "00001.png"]
     assert (out / "notes.txt").read_text() == "mine"  # not the generator's: left alone
     assert len(read_jsonl(out / "train.jsonl")) == 40
+
+
+# --- the opt-in colour_order question (order_<split>.jsonl) ----------------------------------------
+
+@pytest.fixture(scope="module")
+def soc_order(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("soc_order")
+    write_sort_of_clevr(root, COUNTS, seed=0, colour_order=True)
+    return root
+
+
+def test_colour_order_answers_follow_from_the_scene_and_nothing_else_changes(soc: Path, soc_order: Path) -> None:
+    qid, ties = 20 * sum(COUNTS.values()), 0  # order ids go on after the twenty questions' ids
+    for split in COUNTS:
+        scenes = read_jsonl(soc_order / f"scenes_{split}.jsonl")
+        records = read_jsonl(soc_order / f"order_{split}.jsonl")
+        assert [r["image"] for r in records] == [s["image"] for s in scenes]  # one question per image, in order
+        for r, scene in zip(records, scenes):
+            qtype, expected = spec_answer(scene["objects"], r["question"])
+            assert r == {"question_id": qid, "image": scene["image"], "question": r["question"],
+                         "answers": [expected], "question_type": "colour_order", "answer_type": "sequence"}
+            assert sorted(expected.split()) == sorted(SIX) and qtype == "colour_order"
+            xs = [o["center"][0] for o in scene["objects"]]
+            ties += len(set(xs)) < 6
+            qid += 1
+    assert 30 <= ties <= 90  # equal x in about one image in five (300 here): the tie-break is exercised
+    # the flag only adds the order files: every other file is byte for byte the default output
+    default, flagged = _files(soc), _files(soc_order)
+    assert set(flagged) - set(default) == {"order_train.jsonl", "order_val.jsonl", "order_test.jsonl"}
+    assert all(flagged[k] == default[k] for k in default if k != "summary.json")
+    summary = json.loads(flagged["summary.json"])
+    assert summary.pop("colour_order") == {"file": "order_<split>.jsonl", "noise": None, "annotators": 1, "splits": {
+        s: {"questions": n, "corrupted_answers": 0} for s, n in COUNTS.items()}}
+    assert summary == json.loads(default["summary.json"])
+
+
+def test_colour_order_ties_go_top_first_and_words_stay_whole() -> None:
+    def obj(color: str, x: int, y: int) -> SceneObject:
+        return SceneObject(color, "square", (x, y), 11)
+
+    scene = [obj("red", 40, 60), obj("green", 10, 50), obj("blue", 40, 20), obj("orange", 64, 10),
+             obj("gray", 25, 30), obj("yellow", 40, 40)]
+    assert colours_left_to_right(scene) == ["green", "gray", "blue", "yellow", "red", "orange"]
+    tok = AnswerTokenizer.from_answers(["green gray blue yellow red orange"])
+    ids = tok.encode_batch(["green gray blue yellow red orange"], max_length=8)  # base.yaml's max_length
+    assert ids.shape == (1, 7) and ids[0, -1] == tok.eos_id and tok.unk_id not in ids  # 6 whole words + EOS
+    assert tok.decode(ids[0]) == "green gray blue yellow red orange"
+
+
+def _one_adjacent_swap(noisy: str, true: str) -> int:
+    """The index i of the swapped pair (i, i + 1) turning ``true`` into ``noisy``; fails otherwise."""
+    a, b = noisy.split(), true.split()
+    diff = [k for k in range(6) if a[k] != b[k]]
+    assert len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+    return diff[0]
+
+
+def test_noisy_annotators_corrupt_the_share_p_deterministically(tmp_path: Path) -> None:
+    counts = {"train": 100, "val": 10, "test": 10}
+    write_sort_of_clevr(tmp_path / "a", counts, seed=0, colour_order=True, noise=0.3)
+    write_sort_of_clevr(tmp_path / "b", counts, seed=0, colour_order=True, noise=0.3)
+    write_sort_of_clevr(tmp_path / "c", counts, seed=1, colour_order=True, noise=0.3)
+    a, b, c = (_files(tmp_path / k) for k in "abc")
+    assert a == b and a["order_train.jsonl"] != c["order_train.jsonl"]  # deterministic per seed
+    swaps, noisy_slots, n = Counter(), Counter(), 0
+    for split in counts:
+        scenes = read_jsonl(tmp_path / "a" / f"scenes_{split}.jsonl")
+        for r, scene in zip(read_jsonl(tmp_path / "a" / f"order_{split}.jsonl"), scenes):
+            _, true = spec_answer(scene["objects"], r["question"])
+            assert len(r["answers"]) == 10
+            noisy = [k for k, ans in enumerate(r["answers"]) if ans != true]
+            assert len(noisy) == 3  # exactly round(0.3 * 10) per question: the true order keeps the majority
+            swaps.update(_one_adjacent_swap(r["answers"][k], true) for k in noisy)
+            noisy_slots.update(noisy)
+            n += 1
+    assert sum(swaps.values()) / (10 * n) == 0.3  # the corruption rate is p
+    assert set(swaps) == set(range(5)) and all(40 <= v <= 105 for v in swaps.values()), swaps  # ~72 each
+    assert set(noisy_slots) == set(range(10)) and all(15 <= v <= 60 for v in noisy_slots.values()), noisy_slots
+    summary = json.loads(a["summary.json"])["colour_order"]
+    assert (summary["noise"], summary["annotators"], summary["splits"]["train"]) == \
+        (0.3, 10, {"questions": 100, "corrupted_answers": 300})
+    # the twenty questions and the images are the clean output's, noise or not
+    write_sort_of_clevr(tmp_path / "d", counts, seed=0)
+    d = _files(tmp_path / "d")
+    assert all(a[k] == d[k] for k in d if k != "summary.json")
+
+
+def test_noisy_orders_hand_values_and_bad_options(tmp_path: Path) -> None:
+    order = ["red", "green", "blue", "orange", "gray", "yellow"]
+    true = " ".join(order)
+    assert noisy_orders(order, 4, 0.0, random.Random(0)) == (true,) * 4
+    every = noisy_orders(order, 4, 1.0, random.Random(0))
+    assert len(every) == 4 and all(ans != true for ans in every)
+    for ans in every:
+        _one_adjacent_swap(ans, true)
+    assert sum(ans != true for ans in noisy_orders(order, 10, 0.5, random.Random(7))) == 5
+    assert noisy_orders(order, 10, 0.5, random.Random(7)) == noisy_orders(order, 10, 0.5, random.Random(7))
+    one = {"train": 1, "val": 1, "test": 1}
+    with pytest.raises(DataError, match=r"noise=0.3 corrupts the colour_order answers; pass colour_order=True"):
+        write_sort_of_clevr(tmp_path / "x", one, noise=0.3)
+    with pytest.raises(DataError, match=r"noise must be a number in \[0, 1\] .*got 1.5"):
+        write_sort_of_clevr(tmp_path / "x", one, colour_order=True, noise=1.5)
+    with pytest.raises(DataError, match=r"annotators must be an integer >= 1, got 0"):
+        write_sort_of_clevr(tmp_path / "x", one, colour_order=True, noise=0.3, annotators=0)
+    assert not (tmp_path / "x").exists()  # refused before writing anything
