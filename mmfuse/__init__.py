@@ -42,6 +42,7 @@ _EXPORTS = {
     "pcgrad_project": "mmfuse.objectives.multitask", "l2_penalty": "mmfuse.objectives.regularizers",
     "l2_sp": "mmfuse.objectives.regularizers",
     "compute_gae": "mmfuse.rl", "register_reward": "mmfuse.rl", "list_rewards": "mmfuse.rl",
+    "register_advantage": "mmfuse.rl", "list_advantages": "mmfuse.rl",
 }
 __all__ = sorted(_EXPORTS)
 

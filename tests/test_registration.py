@@ -19,6 +19,7 @@ from mmfuse.errors import ConfigError
 from mmfuse.fusion import FUSIONS
 from mmfuse.model import build_model
 from mmfuse.objectives.multitask import WEIGHTINGS, build_weighting
+from mmfuse.rl.advantages import ADVANTAGES
 from mmfuse.rl.rewards import REWARDS, get_reward
 from tests.conftest import TINY
 
@@ -84,11 +85,20 @@ FILES = {
         def length_reward(predictions, batch):
             return torch.tensor([float(len(p.split())) for p in predictions])
     '''),
+    "advantage": ("rl.advantage", None, '''
+        from mmfuse.rl.advantages import Advantages, register_advantage
+
+        @register_advantage("ext_score_only")
+        def score_only(inp, opt):
+            """Every token gets its answer's summed reward: no baseline at all."""
+            total = (inp.rewards * inp.mask).sum(-1, keepdim=True)
+            return Advantages(total.expand_as(inp.rewards) * inp.mask, None)
+    '''),
 }
 NAMES = {"fusion": "ext_product", "pooling": "ext_power_mean", "source": "ext_toy", "weighting": "ext_floor",
-         "reward": "ext_length"}
+         "reward": "ext_length", "advantage": "ext_score_only"}
 REGISTRIES = {"fusion": FUSIONS, "pooling": TEMPORAL_POOLINGS, "source": SOURCES, "weighting": WEIGHTINGS,
-              "reward": REWARDS}
+              "reward": REWARDS, "advantage": ADVANTAGES}
 
 
 def overrides(kind: str, option: bool) -> list[str]:
