@@ -20,6 +20,15 @@ SHAPES = ("circle", "rectangle")
 torch.set_num_threads(1)  # tiny tensors: threading overhead only slows the suite on 2 cores
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Every test starts with one intra-op thread (a training run inside a test may have set more): tiny
+    tensors only pay threading overhead, and stall badly on a loaded 2-core machine."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
+
+
 def draw(shape: str, color: str, size: int | tuple[int, int] = 32) -> Image.Image:
     w, h = (size, size) if isinstance(size, int) else size
     img = Image.new("RGB", (w, h), (240, 240, 240))

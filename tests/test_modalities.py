@@ -24,13 +24,6 @@ from tests.conftest import TINY, jsonl_overrides
 OTHER = {"text": "image", "image": "text"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny ops: intra-op threads only add overhead (and stall badly on a loaded 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_model(modality: str, *extra: str) -> Any:

@@ -13,6 +13,7 @@ this so per-image work (e.g. cross-attention keys/values) is done once per image
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -23,7 +24,7 @@ from mmfuse.layers import masked_mean
 from mmfuse.registry import Registry, check_options, constructor_options
 
 __all__ = ["FUSIONS", "FusionOutput", "build_fusion", "check_inputs", "fusion_hparams", "list_fusions",
-           "masked_mean", "register_fusion"]
+           "masked_mean", "pick_pair", "register_fusion"]
 
 FUSIONS: Registry[type[nn.Module]] = Registry("fusion")
 
@@ -93,3 +94,27 @@ def check_inputs(
         if got != in_dims[m]:
             raise ValueError(f"fusion {fusion!r}: modality {m!r} has feature size {got}, expected {in_dims[m]}")
     return [inputs[m] for m in names]
+
+
+def pick_pair(fusion: str, in_dims: Mapping[str, int], first: str, second: str | None,
+              roles: tuple[str, str] = ("query", "context")) -> tuple[str, str]:
+    """The two modalities an asymmetric fusion reads (e.g. ``cross_attention``'s query and context).
+
+    ``second=None`` means the single modality other than ``first``. Modalities beyond the two are ignored
+    with a warning. Errors name the fusion, the role (``roles``: the two argument names) and the modalities.
+    """
+    names = sorted(in_dims)
+    if first not in in_dims:
+        raise ValueError(f"{fusion} {roles[0]} modality {first!r} not among the modalities {names}")
+    if second is None:
+        others = [m for m in names if m != first]
+        if len(others) != 1:
+            raise ValueError(f"{fusion} cannot infer the {roles[1]} modality from {names} ({roles[0]}={first!r}); "
+                             f"set {roles[1]}= explicitly")
+        second = others[0]
+    if second not in in_dims or second == first:
+        raise ValueError(f"{fusion} {roles[1]} modality {second!r} must be one of {names} other than {first!r}")
+    ignored = [m for m in names if m not in (first, second)]
+    if ignored:
+        warnings.warn(f"{fusion} ignores modality(ies) {ignored}", stacklevel=3)
+    return first, second

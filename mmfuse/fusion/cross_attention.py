@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from mmfuse.encoders.base import EncoderOutput
-from mmfuse.fusion.base import FusionOutput, check_inputs, register_fusion
+from mmfuse.fusion.base import FusionOutput, check_inputs, pick_pair, register_fusion
 from mmfuse.layers import FeedForward, MaskedAttention, masked_mean
 
 
@@ -97,22 +96,7 @@ class CrossAttentionFusion(nn.Module):
         context: str | None = None,
     ) -> None:
         super().__init__()
-        names = sorted(in_dims)
-        if query not in in_dims:
-            raise ValueError(f"cross_attention query modality {query!r} not among the modalities {names}")
-        if context is None:
-            others = [m for m in names if m != query]
-            if len(others) != 1:
-                raise ValueError(
-                    f"cross_attention cannot infer the context modality from {names} (query={query!r}); "
-                    "set context= explicitly"
-                )
-            context = others[0]
-        if context not in in_dims or context == query:
-            raise ValueError(f"cross_attention context {context!r} must be one of {names} other than {query!r}")
-        ignored = [m for m in names if m not in (query, context)]
-        if ignored:
-            warnings.warn(f"cross_attention ignores modality(ies) {ignored}", stacklevel=2)
+        query, context = pick_pair("cross_attention", in_dims, query, context)
         if dim % num_heads:
             raise ValueError(f"cross_attention dim={dim} is not divisible by num_heads={num_heads}")
         if num_layers < 1:

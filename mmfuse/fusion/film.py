@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from mmfuse.encoders.base import EncoderOutput
-from mmfuse.fusion.base import FusionOutput, check_inputs, register_fusion
+from mmfuse.fusion.base import FusionOutput, check_inputs, pick_pair, register_fusion
 from mmfuse.layers import masked_mean
 
 
@@ -53,22 +52,7 @@ class FiLMFusion(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        names = sorted(in_dims)
-        if condition not in in_dims:
-            raise ValueError(f"film condition modality {condition!r} not among the modalities {names}")
-        if modulated is None:
-            others = [m for m in names if m != condition]
-            if len(others) != 1:
-                raise ValueError(
-                    f"film cannot infer the modulated modality from {names} (condition={condition!r}); "
-                    "set modulated= explicitly"
-                )
-            modulated = others[0]
-        if modulated not in in_dims or modulated == condition:
-            raise ValueError(f"film modulated modality {modulated!r} must be one of {names} other than {condition!r}")
-        ignored = [m for m in names if m not in (condition, modulated)]
-        if ignored:
-            warnings.warn(f"film ignores modality(ies) {ignored}", stacklevel=2)
+        condition, modulated = pick_pair("film", in_dims, condition, modulated, ("condition", "modulated"))
         self.condition, self.modulated = condition, modulated
         self.in_dims = {m: int(in_dims[m]) for m in sorted((condition, modulated))}
         self.dim, self.residual = dim, residual

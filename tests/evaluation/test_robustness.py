@@ -34,14 +34,6 @@ from mmfuse.evaluation.robustness import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def images(n: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:
     """Random uint8 images with no pixel equal to the fill colour used below (200)."""
     return torch.randint(0, 150, (n, 3, size, size), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)

@@ -31,13 +31,6 @@ CASES = [(name, {}) for name in list_fusions()] + [
 CASE_IDS = [name + "".join(f"-{k}={v}" for k, v in hp.items()) for name, hp in CASES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny ops: intra-op threads only add overhead (and stall badly on a loaded 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def make_inputs(batch: int = 4, seed: int = 0, in_dims: dict[str, int] = IN_DIMS) -> dict[str, EncoderOutput]:

@@ -14,15 +14,6 @@ from mmfuse.encoders.base import EncoderOutput
 from mmfuse.fusion import build_fusion
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny ops: intra-op threads only add overhead (and stall badly on a loaded 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def pooled_inputs(**values: list[list[float]]) -> dict[str, EncoderOutput]:
     """One real token per row, equal to the pooled vector."""
     out = {}

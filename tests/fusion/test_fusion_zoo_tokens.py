@@ -11,14 +11,6 @@ from mmfuse.encoders.base import EncoderOutput
 from mmfuse.fusion import build_fusion
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def enc(tokens: list, mask: list, pooled: list | None = None) -> EncoderOutput:
     t = torch.tensor(tokens, dtype=torch.float32)
     p = torch.tensor(pooled, dtype=torch.float32) if pooled is not None else t.mean(1)

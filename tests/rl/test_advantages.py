@@ -28,13 +28,6 @@ from mmfuse.rl.rollout import Rollout
 NAN = float("nan")
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny ops: intra-op threads only add overhead on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ------------------------------------------------------------------- oracles: lists of floats, one row at a time

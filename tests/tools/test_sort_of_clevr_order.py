@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 import mmfuse
@@ -22,15 +21,6 @@ TOOL = "tools/make_sort_of_clevr.py"
 STAGE1 = REPO / "configs" / "experiments" / "sort_of_clevr_order_generator.yaml"
 STAGE2 = REPO / "configs" / "experiments" / "sort_of_clevr_order_rl.yaml"
 SIX = {"red", "green", "blue", "orange", "gray", "yellow"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():  # type: ignore[no-untyped-def]
-    """Tiny ops: intra-op threads only add overhead (and stall badly on a loaded 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_cli_flags_and_their_errors(tmp_path: Path) -> None:
