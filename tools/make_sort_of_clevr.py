@@ -31,7 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mmfuse.cli import run_tool
-from mmfuse.data.sort_of_clevr import ANNOTATORS, QUESTIONS_PER_KIND, write_sort_of_clevr
+from mmfuse.data.sort_of_clevr import ANNOTATORS, QUESTIONS_PER_KIND
+from mmfuse.data.sort_of_clevr_files import write_sort_of_clevr
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from mmfuse.data.answer_tokens import AnswerTokenizer
-from mmfuse.data.sort_of_clevr import SceneObject, answer, colours_left_to_right, noisy_orders, write_sort_of_clevr
+from mmfuse.data.sort_of_clevr import SceneObject, answer, colours_left_to_right, noisy_orders
+from mmfuse.data.sort_of_clevr_files import write_sort_of_clevr
 from mmfuse.data.sources import load_records
 from mmfuse.errors import DataError
 
