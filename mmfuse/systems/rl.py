@@ -5,19 +5,14 @@ REINFORCE) and a KL leash to the frozen supervised policy."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, NamedTuple, cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
-from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from mmfuse.checkpoints import read_checkpoint
-from mmfuse.config import complete_config
-from mmfuse.errors import ConfigError
 from mmfuse.fusion.base import FusionOutput
 from mmfuse.heads.generator import AnswerGenerator
 from mmfuse.heads.value import ValueHead
@@ -26,7 +21,7 @@ from mmfuse.model import fuse_batch
 from mmfuse.random_state import Stream
 from mmfuse.rl import ppo
 from mmfuse.rl.advantages import AdvantageInput, AdvantageOptions, Advantages, get_advantage, resolve_advantage
-from mmfuse.rl.groups import cat_fused, cat_rollouts, group_rows, repeat_batch, select_rollout, uniform_groups
+from mmfuse.rl.groups import cat_fused, cat_rollouts, group_rows, repeat_batch
 from mmfuse.rl.ppo import (
     AdaptiveKLController,
     FixedKLController,
@@ -38,25 +33,13 @@ from mmfuse.rl.ppo import (
     value_loss,
 )
 from mmfuse.rl.rewards import RewardFn, get_reward
-from mmfuse.rl.rollout import TRAINABLE_PARTS, Rollout, collect_rollout, evaluate_actions, select_rows
+from mmfuse.rl.rollout import Rollout, collect_rollout, evaluate_actions, select_rows
 from mmfuse.systems.base import BaseSystem, seen_anywhere
+from mmfuse.systems.rl_sampling import Part, RefillFn, dynamic_sampling, refill_batch
+from mmfuse.systems.rl_setup import GENERATION, check_trainable, rl_config
 from mmfuse.tasks.generation import AnswerGenerationTask
 
-GENERATION = "answer_generation"
-__all__ = ["RLSystem", "check_trainable", "fuse_batch", "rl_config"]
-# (questions wanted, a batch they should be like, CPU generator) -> a batch of new training questions, or None
-RefillFn = Callable[[int, dict[str, Any], torch.Generator], "dict[str, Any] | None"]
-
-
-class Part(NamedTuple):
-    """Answers from one question batch that go into the PPO update: the ``batch``, its question-level
-    ``fused`` features (rollout time, no grad), ``qrows [n]`` each kept answer's question in it, and the
-    kept answers' rollout ``roll`` (``[n, T]``)."""
-
-    batch: dict[str, Any]
-    fused: FusionOutput
-    qrows: Tensor
-    roll: Rollout
+__all__ = ["GENERATION", "Part", "RLSystem", "check_trainable", "fuse_batch", "rl_config"]
 
 
 class RLSystem(BaseSystem):
@@ -188,55 +171,14 @@ class RLSystem(BaseSystem):
                                whiten=bool(r["whiten_advantages"]), min_std=float(r["whiten_min_std"]))
         return self.estimator.fn(inp, opt)
 
-    # -- dynamic sampling (DAPO) ----------------------------------------------------------------------------
+    # -- dynamic sampling (DAPO): mmfuse/systems/rl_sampling.py ------------------------------------------------
     def refill_batch(self, n: int, like: dict[str, Any]) -> dict[str, Any] | None:
-        """``n`` new training questions for dynamic sampling, on this device, or ``None`` when there is no
-        source: ``self.refill`` if set, else a random draw (from the rollout stream) from the datamodule's
-        training split, from the same dataset as ``like`` in a mixture. A streamed split cannot be drawn from."""
-        seed = int(torch.randint(0, 2**62, (1,), generator=self._rng(), device=self.device))
-        gen = torch.Generator().manual_seed(seed)  # CPU: the draw never depends on the device
-        if self.refill is not None:
-            extra = self.refill(n, like, gen)
-        else:
-            trainer = getattr(self, "_trainer", None)  # None outside a fit
-            ds = getattr(getattr(trainer, "datamodule", None), "datasets", {}).get("train")
-            if ds is None or not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__"):
-                return None
-            low, size = 0, len(ds)
-            names = getattr(ds, "names", None)  # a mixture: a batch must come from one of its datasets
-            if names is not None:
-                d = names.index(like["dataset"]) if like.get("dataset") in names else 0
-                low, size = ds.offsets[d], ds.lengths[d]
-            extra = ds[(torch.randperm(size, generator=gen)[:n] + low).tolist()]
-        if not extra or not extra.get("question_id"):
-            return None  # an empty draw (e.g. every image unreadable)
-        return cast(dict[str, Any], self.transfer_batch_to_device(extra, self.device, 0))
+        """``n`` new training questions for dynamic sampling (:func:`~mmfuse.systems.rl_sampling.refill_batch`)."""
+        return refill_batch(self, n, like)
 
     def dynamic_sampling(self, first: Part) -> tuple[list[Part], dict[str, int]]:
-        """DAPO's dynamic sampling (Yu et al. 2025): keep the groups whose G scores differ (a uniform group has
-        a zero critic-free advantage: no gradient, only a smaller batch), refill with new questions until as many
-        groups as ``first`` has questions, at most ``rl.refill_tries`` refills; past that, train on the groups
-        kept. Returns the kept parts (whole groups, in order) and the counts logged."""
-        g, want = self.group, int(first.fused.pooled.shape[0])
-        kept: list[Part] = []
-        have = dropped = refills = 0
-        part: Part | None = first
-        while part is not None:
-            uniform = uniform_groups(part.roll.scores, g)  # [B_part]
-            dropped += int(uniform.sum())
-            groups = (~uniform).nonzero().squeeze(1)[: want - have]  # [k] kept questions, in order
-            if len(groups):
-                rows = (groups[:, None] * g + torch.arange(g, device=groups.device)).reshape(-1)  # [k * G] answers
-                kept.append(Part(part.batch, part.fused, part.qrows[rows], select_rollout(part.roll, rows)))
-                have += len(groups)
-            part = None
-            if have < want and refills < int(self.rl["refill_tries"]):
-                extra = self.refill_batch(want, first.batch)
-                if extra is not None:
-                    refills += 1
-                    roll, fused = self.rollout(extra)
-                    part = Part(extra, fused, group_rows(fused.pooled.shape[0], g, self.device), roll)
-        return kept, {"dropped_groups": dropped, "refills": refills, "groups": have}
+        """Keep the groups whose scores differ, refill (:func:`~mmfuse.systems.rl_sampling.dynamic_sampling`)."""
+        return dynamic_sampling(self, first)
 
     # -- training ---------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -399,33 +341,3 @@ class RLSystem(BaseSystem):
         params = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=float(self.rl["lr"]), betas=tuple(self.cfg["optim"]["betas"]),
                                  weight_decay=0.0)
-
-
-def rl_config(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
-    """``cfg`` with ``model`` and ``tasks`` replaced by those of the ``rl.init_from`` checkpoint (the
-    architecture must match its weights), and the loaded checkpoint."""
-    path = Path(str(cfg.rl.init_from))
-    if not path.is_file():
-        raise FileNotFoundError(f"rl.init_from: checkpoint not found: {path}")
-    ckpt = read_checkpoint(path, trust=bool(cfg.trust_checkpoint))
-    stored = complete_config(ckpt.get("hyper_parameters", {}).get("cfg") or {})
-    if GENERATION not in stored["tasks"]["active"]:
-        raise ValueError(f"rl.init_from={path}: the checkpoint trained {stored['tasks']['active']}, RL needs "
-                         f"an '{GENERATION}' head (train with tasks.active=[{GENERATION}])")
-    check_trainable(cfg.rl.train, stored["model"]["modalities"], f" of the rl.init_from checkpoint {path}")
-    cfg = cfg.copy()
-    with open_dict(cfg):
-        cfg.model = OmegaConf.create(stored["model"])
-        cfg.tasks = OmegaConf.create(stored["tasks"])
-        if stored["model"]["video"]["enabled"]:  # the time embeddings are sized by the checkpoint's clips
-            cfg.data.video.num_frames = stored["data"]["video"]["num_frames"]
-    return cfg, ckpt
-
-
-def check_trainable(parts: Sequence[str], modalities: Sequence[str], where: str = "") -> None:
-    """ConfigError when ``rl.train`` names an encoder the model does not have (a one-modality model)."""
-    valid = [p for p in TRAINABLE_PARTS if p in ("generator", "fusion") or p in modalities]
-    for part in parts:
-        if part in TRAINABLE_PARTS and part not in valid:
-            raise ConfigError(f"config key 'rl.train' has {part!r}, but the model{where} has no {part} encoder "
-                              f"(model.modalities={list(modalities)}); valid parts: {', '.join(valid)}")
