@@ -248,7 +248,8 @@ def build_vision_encoder(image_cfg: Mapping[str, Any], weights: bool = True) -> 
     return VisionEncoder(name=i["name"], pretrained=bool(i["pretrained"]) and weights,
                          checkpoint_path=i["checkpoint_path"] if weights else None, img_size=i["img_size"],
                          patch_size=i["patch_size"], embed_dim=i["embed_dim"], depth=i["depth"],
-                         num_heads=i["num_heads"], stem=i["stem"], freeze=i["freeze"], **dict(i["kwargs"]))
+                         num_heads=i["num_heads"], stem=i["stem"], pos_embed=i.get("pos_embed", "learned"),
+                         freeze=i["freeze"], **dict(i["kwargs"]))
 
 
 def vision_data_config(image_cfg: Mapping[str, Any]) -> dict[str, Any]:

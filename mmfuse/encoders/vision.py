@@ -7,10 +7,14 @@ from typing import Any
 import timm
 import torch
 from timm.data import resolve_model_data_config
+from timm.layers import build_sincos2d_pos_embed
 from torch import Tensor, nn
 
 from mmfuse.encoders.base import EncoderOutput
 from mmfuse.encoders.stems import STEMS
+
+
+POS_EMBEDS = ("learned", "sincos")
 
 
 class VisionEncoder(nn.Module):
@@ -24,6 +28,9 @@ class VisionEncoder(nn.Module):
             variant's default).
         stem: ``patch`` (the ViT's own patch embedding) or ``conv`` (a convolutional stem,
             :mod:`mmfuse.encoders.stems`; not compatible with pretrained patch weights).
+        pos_embed: ``learned`` (timm's: trained, initialised with std 0.02) or ``sincos`` (fixed 2-D
+            sine-cosine position codes of the patch grid, as in MAE and MoCo v3; about as large as the
+            stem's features from the first step, so a token says where it is before anything is learned).
         freeze: stop gradients into the encoder.
         **kwargs: any other ``timm.create_model`` argument.
 
@@ -46,12 +53,15 @@ class VisionEncoder(nn.Module):
         depth: int | None = None,
         num_heads: int | None = None,
         stem: str = "patch",
+        pos_embed: str = "learned",
         freeze: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__()
         if stem not in STEMS:
             raise ValueError(f"unknown ViT stem {stem!r}; valid: {', '.join(STEMS)}")
+        if pos_embed not in POS_EMBEDS:
+            raise ValueError(f"unknown ViT pos_embed {pos_embed!r}; valid: {', '.join(POS_EMBEDS)}")
         if stem != "patch":
             kwargs["embed_layer"] = STEMS[stem]
         overrides = dict(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim,
@@ -64,8 +74,21 @@ class VisionEncoder(nn.Module):
         self.num_prefix_tokens: int = int(getattr(self.vit, "num_prefix_tokens", 0))
         self.has_class_token = bool(getattr(self.vit, "cls_token", None) is not None)
         self.frozen = freeze
+        if pos_embed == "sincos":
+            self._fix_sincos_pos_embed()
         if freeze:
             self.vit.requires_grad_(False)
+
+    def _fix_sincos_pos_embed(self) -> None:
+        """Replace the learned position embeddings by fixed 2-D sin-cos codes (prefix tokens get zeros), kept
+        as a buffer so that no optimiser, freeze or unfreeze ever trains them; same state-dict key."""
+        pe = self.vit.pos_embed  # [1, P+N, D] or [1, N, D] (no_embed_class)
+        grid = list(self.vit.patch_embed.grid_size)
+        codes = build_sincos2d_pos_embed(grid, dim=self.out_dim, device=pe.device, dtype=pe.dtype)  # [N, D]
+        fixed = torch.zeros_like(pe, requires_grad=False)
+        fixed[0, pe.shape[1] - codes.shape[0]:] = codes
+        del self.vit.pos_embed
+        self.vit.register_buffer("pos_embed", fixed)
 
     @property
     def data_config(self) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import torch
-from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
@@ -21,22 +20,18 @@ from mmfuse.model import fuse_batch
 from mmfuse.random_state import Stream
 from mmfuse.rl import ppo
 from mmfuse.rl.advantages import AdvantageInput, AdvantageOptions, Advantages, get_advantage, resolve_advantage
-from mmfuse.rl.groups import cat_fused, cat_rollouts, group_rows, repeat_batch
+from mmfuse.rl.groups import cat_rollouts, group_rows, repeat_batch
 from mmfuse.rl.ppo import (
     AdaptiveKLController,
     FixedKLController,
-    aggregate,
-    entropy,
     explained_variance,
-    k3_kl,
-    policy_loss,
-    value_loss,
 )
 from mmfuse.rl.rewards import RewardFn, get_reward
-from mmfuse.rl.rollout import Rollout, collect_rollout, evaluate_actions, select_rows
+from mmfuse.rl.rollout import Rollout, collect_rollout, select_rows
 from mmfuse.systems.base import BaseSystem, seen_anywhere
 from mmfuse.systems.rl_sampling import Part, RefillFn, dynamic_sampling, refill_batch
 from mmfuse.systems.rl_setup import GENERATION, check_trainable, rl_config
+from mmfuse.systems.rl_update import ppo_update
 from mmfuse.tasks.generation import AnswerGenerationTask
 
 __all__ = ["GENERATION", "Part", "RLSystem", "check_trainable", "fuse_batch", "rl_config"]
@@ -214,53 +209,8 @@ class RLSystem(BaseSystem):
 
     def _update(self, parts: list[Part], train: Rollout, est: Advantages, beta: float,
                 stats: dict[str, list[Tensor]]) -> None:
-        """``ppo_epochs`` × ``minibatches`` clipped steps on the answers of ``parts`` (joined in ``train``); one
-        plain step for ``rl.algorithm=reinforce``. Appends each step's statistics to ``stats``."""
-        r = self.rl
-        epochs, minibatches = (1, 1) if r["algorithm"] == "reinforce" else (int(r["ppo_epochs"]), int(r["minibatches"]))
-        norm_len = int(r["max_new_tokens"] or self.generator.max_length)  # Dr. GRPO's fixed length
-        adv, ret = est.advantages, est.returns
-        opt = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one optimizer
-        n = train.tokens.shape[0]
-        # the answers' fused rows; re-run every minibatch when the encoders or the fusion are trained
-        fixed = None if self.trunk_trained else cat_fused([select_rows(p.fused, p.qrows) for p in parts])
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=self._rng(), device=self.device)
-            for rows in order.tensor_split(min(minibatches, n)):  # exactly `minibatches` near-equal parts
-                all_fused = fixed if fixed is not None else cat_fused(
-                    [select_rows(fuse_batch(self.model, p.batch), p.qrows) for p in parts])
-                logp, values, logits = evaluate_actions(self.generator, self.value_head, select_rows(all_fused, rows),
-                                                        train.tokens[rows], r["temperature"])
-                mask = train.mask[rows]
-                p_loss, p_stats = policy_loss(logp, train.logprobs[rows], adv[rows], mask, r["clip"], est.agg,
-                                              norm_len)
-                ent = entropy(logits, mask)
-                loss = p_loss - r["entropy_coef"] * ent
-                terms = {"rl policy loss": p_loss, "rl entropy": ent}
-                if r["kl"]["in_loss"]:  # β·k3 to the reference, summed over tokens like the policy loss
-                    kl_loss = aggregate(k3_kl(logp, train.ref_logprobs[rows], mask), mask, est.agg, norm_len)
-                    loss = loss + beta * kl_loss
-                    terms["rl kl loss"] = kl_loss
-                    stats.setdefault("kl_loss", []).append(kl_loss.detach())
-                if values is not None and ret is not None:
-                    v_loss, _ = value_loss(values, train.values[rows], ret[rows], mask, r["value_clip"])
-                    loss = loss + r["vf_coef"] * v_loss
-                    terms["rl value loss"] = v_loss
-                    stats.setdefault("value_loss", []).append(v_loss.detach())
-                opt.zero_grad()
-                if not self.check_loss(loss, terms):
-                    continue  # skip_batch: this minibatch's update is dropped
-                self.manual_backward(loss)
-                if not self.check_grads():  # before clipping: a clipped inf gradient would be NaN everywhere
-                    continue
-                # Lightning's manual-optimisation recipe; at runtime a LightningOptimizer is an instance of the
-                # wrapped optimizer's class, which Lightning's Optimizer annotation cannot express
-                self.clip_gradients(opt,  # type: ignore[arg-type]
-                                    gradient_clip_val=self.cfg["optim"]["grad_clip"] or None,
-                                    gradient_clip_algorithm="norm")
-                opt.step()
-                for key, value in {"policy_loss": p_loss, "entropy": ent, **p_stats}.items():
-                    stats.setdefault(key, []).append(value.detach())
+        """The PPO (or REINFORCE) update: :func:`~mmfuse.systems.rl_update.ppo_update`."""
+        ppo_update(self, parts, train, est, beta, stats)
 
     # -- evaluation ---------------------------------------------------------------------------------------
     def _sampled_eval(self, batch: dict[str, Any], stage: str) -> None:

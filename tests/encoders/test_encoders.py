@@ -87,3 +87,33 @@ def test_conv_stem_rejects_bad_patch_and_unknown_stem() -> None:
         VisionEncoder(**{**VIT, "patch_size": 6, "img_size": 36}, stem="conv")
     with pytest.raises(ValueError, match="unknown ViT stem 'cnn'; valid: patch, conv, deep_conv"):
         VisionEncoder(**VIT, stem="cnn")
+
+
+def test_sincos_pos_embed_is_fixed_2d_code_of_the_grid(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    enc = VisionEncoder(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, stem="conv",
+                        pos_embed="sincos")
+    pe = enc.vit.pos_embed  # [1, 1 + 16, 32]: class token first
+    assert pe.shape == (1, 17, 32) and not pe.requires_grad
+    assert "vit.pos_embed" not in dict(enc.named_parameters()) and "vit.pos_embed" in enc.state_dict()
+    assert torch.equal(pe[0, 0], torch.zeros(32))  # the class token gets no position
+    # Hand-built 2-D code (timm's layout): [sin(row·ω), sin(col·ω), cos(row·ω), cos(col·ω)], D/4 channels
+    # each, ω_k = 10000^(-k/(D/4)); positions are the 4x4 patch grid, row-major.
+    d = 32 // 4
+    omega = 1.0 / 10000 ** (torch.arange(d, dtype=torch.float32) / d)  # [8]
+    rows, cols = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
+    r, c = rows.flatten()[:, None] * omega, cols.flatten()[:, None] * omega  # [16, 8] each
+    codes = pe[0, 1:]
+    assert torch.allclose(codes, torch.cat([r.sin(), c.sin(), r.cos(), c.cos()], 1), atol=1e-6)
+    assert len({tuple(r.tolist()) for r in codes}) == 16  # every patch has its own code
+    # It stays fixed through an optimiser step and survives a state-dict round trip.
+    opt = torch.optim.AdamW([p for p in enc.parameters() if p.requires_grad], lr=0.1)
+    enc(torch.randn(2, 3, 32, 32)).tokens.sum().backward()
+    opt.step()
+    assert torch.equal(enc.vit.pos_embed, pe)
+    other = VisionEncoder(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, stem="conv",
+                          pos_embed="sincos")
+    other.load_state_dict(enc.state_dict())
+    assert torch.equal(other.vit.pos_embed, pe)
+    with pytest.raises(ValueError, match="pos_embed 'rope'.*learned, sincos"):
+        VisionEncoder(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, pos_embed="rope")
