@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 
@@ -52,7 +53,26 @@ class TextEncoder(nn.Module):
             self.bert.requires_grad_(False)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> EncoderOutput:
-        tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B,L,D]
+        tokens = self._encode_distinct(input_ids, attention_mask)  # [B,L,D]
         mask = attention_mask.bool()  # [B,L]
         pooled = masked_mean(tokens, mask, dim=1)  # [B,D]
         return EncoderOutput(tokens, mask, pooled)
+
+    def _encode_distinct(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """BERT's last hidden states ``[B,L,D]``, computed once per distinct (ids, mask) row and gathered back.
+
+        Templated benchmarks repeat questions inside a batch (Sort-of-CLEVR: at most 36 distinct among 256;
+        easy-VQA: a few dozen): the rows are independent, so encoding each distinct row once gives the same
+        states and, through the gather, the same gradients (summed over the repeats). Skipped while a dropout
+        is active in training (repeats would share one dropout mask) and when nothing repeats."""
+        rows = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1)  # [B, 2L]
+        distinct, inverse = torch.unique(rows, dim=0, return_inverse=True)  # [U, 2L], [B]
+        cfg = self.bert.config
+        dropout = self.training and (cfg.hidden_dropout_prob > 0 or cfg.attention_probs_dropout_prob > 0)
+        if dropout or distinct.shape[0] == rows.shape[0]:
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        length = input_ids.shape[1]
+        states = self.bert(input_ids=distinct[:, :length],
+                           attention_mask=distinct[:, length:].to(attention_mask.dtype)).last_hidden_state  # [U,L,D]
+        return states.index_select(0, inverse)  # [B, L, D]
+

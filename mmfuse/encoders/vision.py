@@ -13,7 +13,6 @@ from torch import Tensor, nn
 from mmfuse.encoders.base import EncoderOutput
 from mmfuse.encoders.stems import STEMS
 
-
 POS_EMBEDS = ("learned", "sincos")
 
 

@@ -117,3 +117,36 @@ def test_sincos_pos_embed_is_fixed_2d_code_of_the_grid(tmp_path: Path) -> None:
     assert torch.equal(other.vit.pos_embed, pe)
     with pytest.raises(ValueError, match="pos_embed 'rope'.*learned, sincos"):
         VisionEncoder(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, pos_embed="rope")
+
+
+def test_text_encoder_encodes_repeated_questions_once_with_the_same_states_and_gradients(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    enc = TextEncoder(config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                  max_position_embeddings=16), vocab_size=50)
+    ids = torch.randint(1, 50, (4, 8))
+    ids[:, 5:] = 0
+    ids = torch.cat([ids, ids[[2, 0, 2]]])  # 7 rows, 4 distinct
+    mask = (ids != 0).long()
+    seen: list[int] = []
+    bert_forward = enc.bert.forward
+    monkeypatch.setattr(enc.bert, "forward", lambda **kw: seen.append(kw["input_ids"].shape[0]) or bert_forward(**kw))
+    weights = torch.randn(7, 8, 32)
+    out = enc(ids, mask)
+    (out.tokens * weights).sum().backward()
+    grads = {n: p.grad.clone() for n, p in enc.named_parameters() if p.grad is not None}
+    enc.zero_grad()
+    ref = bert_forward(input_ids=ids, attention_mask=mask).last_hidden_state  # every row encoded
+    (ref * weights).sum().backward()
+    assert seen == [4]  # one BERT call over the 4 distinct rows
+    assert torch.allclose(out.tokens, ref, atol=1e-6)
+    assert grads.keys() == {n for n, p in enc.named_parameters() if p.grad is not None}
+    for n, p in enc.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(grads[n], p.grad, atol=1e-5), n
+    # with dropout active in training, repeats must not share a dropout mask: every row is encoded
+    enc.bert.config.hidden_dropout_prob = 0.1
+    seen.clear()
+    enc.train()(ids, mask)
+    assert seen == [7]
