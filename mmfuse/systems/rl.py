@@ -10,15 +10,12 @@ from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
 
 from mmfuse.fusion.base import FusionOutput
 from mmfuse.heads.generator import AnswerGenerator
 from mmfuse.heads.value import ValueHead
-from mmfuse.metrics.vqa_metric import VQAAccuracy
 from mmfuse.model import fuse_batch
 from mmfuse.random_state import Stream
-from mmfuse.rl import ppo
 from mmfuse.rl.advantages import AdvantageInput, AdvantageOptions, Advantages, get_advantage, resolve_advantage
 from mmfuse.rl.groups import cat_rollouts, group_rows, repeat_batch
 from mmfuse.rl.ppo import (
@@ -28,10 +25,12 @@ from mmfuse.rl.ppo import (
 )
 from mmfuse.rl.rewards import RewardFn, get_reward
 from mmfuse.rl.rollout import Rollout, collect_rollout, select_rows
-from mmfuse.systems.base import BaseSystem, seen_anywhere
+from mmfuse.systems.base import BaseSystem
+from mmfuse.systems.rl_eval import eval_metrics, greedy_reward, log_sampled, sampled_eval, save_sampled
 from mmfuse.systems.rl_sampling import Part, RefillFn, dynamic_sampling, refill_batch
 from mmfuse.systems.rl_setup import GENERATION, check_trainable, rl_config
 from mmfuse.systems.rl_update import ppo_update
+from mmfuse.tasks.base import TaskResult
 from mmfuse.tasks.generation import AnswerGenerationTask
 
 __all__ = ["GENERATION", "Part", "RLSystem", "check_trainable", "fuse_batch", "rl_config"]
@@ -54,8 +53,10 @@ class RLSystem(BaseSystem):
 
     Validation and test run the base's evaluation step (greedy decoding, the same VQA metric), plus, with
     ``rl.eval_sampled``, one sampled answer per question: ``<stage>/sampled/acc`` and ``<stage>/kl``
-    (the exact per-state KL to the reference summed along the sampled answer). The checkpoint holds
-    the model under the same keys as a supervised one, so ``tools/evaluate.py`` scores it as is.
+    (the exact per-state KL to the reference summed along the sampled answer), and the mean ``rl.reward`` of
+    the greedy and of the sampled answers, ``<stage>/greedy/reward`` and ``<stage>/sampled/reward``; the test
+    split's sampled answers go to ``<run>/eval_test/sampled_answers.json`` (``mmfuse/systems/rl_eval.py``). The
+    checkpoint holds the model under the same keys as a supervised one, so ``tools/evaluate.py`` scores it as is.
 
     Args: those of :class:`~mmfuse.systems.base.BaseSystem`; ``reward`` overrides ``rl.reward`` with a callable
     ``(texts, batch) -> Tensor[B]`` (research code; not stored, pass it again when loading).
@@ -67,6 +68,8 @@ class RLSystem(BaseSystem):
     ``rl/dropped_groups`` (uniform groups dropped, refills included), ``rl/refills`` (extra batches drawn) and
     ``rl/groups`` (groups trained on: fewer than the batch's questions when the refills ran out).
     """
+
+    sampled_rows: list[dict[str, Any]]  # the test stage's sampled answers, per question (rl_eval.py)
 
     def __init__(self, cfg: dict[str, Any], answers: Sequence[str], text_vocab_size: int | None = None,
                  pad_token_id: int = 0, answer_types: Sequence[str] = (), fusion: nn.Module | None = None,
@@ -109,9 +112,7 @@ class RLSystem(BaseSystem):
 
     def set_answer_types(self, answer_types: Sequence[str], question_types: Sequence[str] = ()) -> None:
         super().set_answer_types(answer_types, question_types)
-        self.sampled = nn.ModuleDict({s: VQAAccuracy(list(answer_types), list(question_types))
-                                      for s in ("val", "test")})
-        self.sampled_kl = nn.ModuleDict({s: MeanMetric(nan_strategy="disable") for s in ("val", "test")})
+        eval_metrics(self, answer_types, question_types)  # sampled accuracy, KL, rewards: rl_eval.py
 
     def train(self, mode: bool = True) -> RLSystem:
         super().train(mode)
@@ -212,25 +213,15 @@ class RLSystem(BaseSystem):
         """The PPO (or REINFORCE) update: :func:`~mmfuse.systems.rl_update.ppo_update`."""
         ppo_update(self, parts, train, est, beta, stats)
 
-    # -- evaluation ---------------------------------------------------------------------------------------
+    # -- evaluation: mmfuse/systems/rl_eval.py ------------------------------------------------------------
+    def _update_metrics(self, stage: str, name: str, dataset: str, result: TaskResult,
+                        batch: dict[str, Any]) -> None:
+        super()._update_metrics(stage, name, dataset, result, batch)
+        greedy_reward(self, stage, name, result, batch)  # the reward of the greedy answers just decoded
+
     def _sampled_eval(self, batch: dict[str, Any], stage: str) -> None:
-        if not self.rl["eval_sampled"] or batch.get("padding") or not batch["question_id"]:
-            return
-        r = self.rl
-        with torch.no_grad():
-            fused = fuse_batch(self.model, batch)
-            ref_fused = fuse_batch(self.reference, batch) if self.trunk_trained else fused
-            gen = self.generator.generate(fused, "sample", max_new_tokens=r["max_new_tokens"],
-                                          temperature=r["temperature"], top_k=r["top_k"], generator=self.eval_rng)
-            ref = self.reference.heads[GENERATION](ref_fused, gen.tokens).logits / r["temperature"]
-            pol = self.generator(fused, gen.tokens).logits / r["temperature"]
-            kl = ppo.exact_token_kl(pol, ref, gen.mask).sum(1)  # [B]
-        texts = cast(AnswerGenerationTask, self.tasks[GENERATION]).tokenizer.decode_batch(gen.tokens)
-        rows = [i for i, a in enumerate(batch["answers"]) if a]
-        if rows:
-            cast(VQAAccuracy, self.sampled[stage]).update([texts[i] for i in rows], *([x[i] for i in rows] for x in (
-                batch["answers"], batch["answer_type"], batch["question_type"])))
-        cast(MeanMetric, self.sampled_kl[stage]).update(kl.mean(), weight=len(texts))
+        """One sampled answer per question scored (:func:`~mmfuse.systems.rl_eval.sampled_eval`)."""
+        sampled_eval(self, batch, stage)
 
     def on_validation_epoch_start(self) -> None:
         self._reseed_eval()
@@ -238,6 +229,7 @@ class RLSystem(BaseSystem):
     def on_test_epoch_start(self) -> None:
         super().on_test_epoch_start()
         self._reseed_eval()
+        self.sampled_rows = []  # this test pass's sampled answers (rl_eval.save_sampled writes them)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         super().validation_step(batch, batch_idx)
@@ -248,15 +240,8 @@ class RLSystem(BaseSystem):
         self._sampled_eval(batch, "test")
 
     def _log_sampled(self, stage: str) -> None:
-        """``<stage>/sampled/acc`` and ``<stage>/kl``; in a distributed run every process computes (syncs) both."""
-        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-        metric, kl = cast(VQAAccuracy, self.sampled[stage]), cast(MeanMetric, self.sampled_kl[stage])
-        if metric.update_called or dist:
-            self.log(f"{stage}/sampled/acc", metric.compute()["acc"], sync_dist=False)
-        if seen_anywhere(kl, dist):
-            self.log(f"{stage}/kl", kl.compute(), sync_dist=False)
-        metric.reset()
-        kl.reset()
+        """The sampled accuracy, KL and rewards (:func:`~mmfuse.systems.rl_eval.log_sampled`)."""
+        log_sampled(self, stage)
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
@@ -265,6 +250,7 @@ class RLSystem(BaseSystem):
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
         self._log_sampled("test")
+        save_sampled(self)  # <run>/eval_test/sampled_answers.json
 
     # -- checkpoint extras and optimiser -------------------------------------------------------------------
     def random_streams(self) -> dict[str, Stream]:

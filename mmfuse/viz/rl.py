@@ -1,5 +1,6 @@
 """RL training curves: the mean score (reward before the KL term) and the KL to the reference per rollout
-batch, for one or several runs on shared axes (the README's PPO / REINFORCE comparison)."""
+batch, for one or several runs on shared axes (the README's PPO / REINFORCE comparison); and the score against
+the sampled answers spent (``tools/benchmark_rl.py``'s estimators at an equal budget)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,35 @@ def write_rl_curves(runs: Mapping[str, Path | str], path: Path | str, window: in
             ax.set_xlabel("rollout batch")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def score_vs_answers(run_dir: Path | str, answers_per_batch: int, window: int = 10) -> tuple[list[int], list[float]]:
+    """A run's ``rl/score`` (:func:`smooth`-ed over ``window`` batches) against the sampled answers spent so far:
+    point ``i`` (one per rollout batch, as :func:`write_rl_curves`) sits at ``(i + 1) * answers_per_batch``."""
+    ys = [v for _, v in read_lightning_logs(run_dir).get("rl/score", [])]
+    return [(i + 1) * answers_per_batch for i in range(len(ys))], smooth(ys, window)
+
+
+def write_score_vs_answers(runs: Mapping[str, tuple[Path | str, int]], path: Path | str, window: int = 10) -> Path:
+    """One line per ``name -> (run directory, sampled answers per rollout batch)`` (G × questions a batch): the
+    smoothed training score against the cumulative sampled answers (:func:`score_vs_answers`), so estimators
+    that spread the same answers over fewer questions compare at equal cost. Returns ``path`` (PNG)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for i, (name, (run_dir, per_batch)) in enumerate(runs.items()):
+        xs, ys = score_vs_answers(run_dir, per_batch, window)
+        if xs:
+            ax.plot(xs, ys, color=f"C{i}", label=name, linewidth=1.6)
+    ax.set_xlabel("sampled answers (training)")
+    ax.set_ylabel(f"mean score ({window}-batch moving average)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -329,3 +329,36 @@ def test_an_old_reinforce_checkpoint_with_a_value_head_loads_without_one(start: 
     torch.save(ckpt, tmp_path / "old.ckpt")
     system = mmfuse.load_system(str(tmp_path / "old.ckpt"))
     assert system.value_head is None and system.advantage == "reinforce" and system.group == 1
+
+
+# -- the rewards of the greedy and sampled test answers, the sampled answers saved, score vs answers (issue 18) --------
+
+
+def test_rl_logs_the_reward_of_greedy_and_sampled_answers_and_saves_the_sampled_ones(start: dict,
+                                                                                       tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = mmfuse.train(rl_cfg(start, run, "rl.ppo_epochs=1", "rl.minibatches=1"), reward=prefers)
+    test = result["test"]
+    greedy = [json.loads(x)["answer"] for x in (run / "eval_test" / "per_question.jsonl").read_text().splitlines()]
+    sampled = json.loads((run / "eval_test" / "sampled_answers.json").read_text())
+    assert len(greedy) == len(sampled) == 12 and {type(r["question_id"]) for r in sampled} == {int}
+    # the configured reward (here 1 for PREFERRED) of each answer, not the VQA accuracy
+    assert [r["reward"] for r in sampled] == [float(r["answer"] == PREFERRED) for r in sampled]
+    assert test["test/greedy/reward"] == pytest.approx(sum(a == PREFERRED for a in greedy) / 12)
+    assert test["test/sampled/reward"] == pytest.approx(sum(r["reward"] for r in sampled) / 12)
+    assert test["test/sampled/acc"] == pytest.approx(sum(r["score"] for r in sampled) / 12)
+    val = [r for r in csv.DictReader((run / "logs" / "metrics.csv").open()) if r.get("val/sampled/acc")]
+    assert len(val) == 1 and all(0 <= float(val[0][f"val/{k}/reward"]) <= 1 for k in ("greedy", "sampled"))
+
+
+def test_score_against_sampled_answers(tmp_path: Path) -> None:
+    from mmfuse.viz.rl import score_vs_answers, write_score_vs_answers
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "metrics.csv").write_text(
+        "epoch,step,rl/score,val/acc\n0,0,1.0,\n0,1,3.0,\n0,1,,0.5\n0,2,5.0,\n0,3,7.0,\n")
+    # one point per rollout batch of 4 x 16 answers; a 2-batch moving average
+    assert score_vs_answers(tmp_path, 64, window=2) == ([64, 128, 192, 256], [1.0, 2.0, 4.0, 6.0])
+    assert score_vs_answers(tmp_path / "none", 64) == ([], [])
+    png = write_score_vs_answers({"grpo": (tmp_path, 64), "no logs": (tmp_path / "none", 16)}, tmp_path / "s.png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5_000
