@@ -56,7 +56,7 @@ def _choices() -> dict[str, Callable[[], Sequence[str]]]:
     from mmfuse.encoders.stems import STEMS
     from mmfuse.encoders.temporal import list_temporal_poolings
     from mmfuse.encoders.video import VIDEO_OUTPUTS
-    from mmfuse.encoders.vision import POS_EMBEDS
+    from mmfuse.encoders.vision import POOLS, POS_EMBEDS
     from mmfuse.fusion import list_fusions
     from mmfuse.heads.generator import STRATEGIES as DECODING
     from mmfuse.objectives.losses import VQA_LOSSES
@@ -86,6 +86,7 @@ def _choices() -> dict[str, Callable[[], Sequence[str]]]:
         "eval.task": list_answer_tasks,
         "model.image.stem": lambda: list(STEMS),
         "model.image.pos_embed": lambda: list(POS_EMBEDS),
+        "model.image.pool": lambda: list(POOLS),
         "trainer.logger": lambda: LOGGERS,
         "checkpoint.mode": lambda: CHECKPOINT_MODES,
         "eval.split": lambda: SPLITS,

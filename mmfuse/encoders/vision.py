@@ -14,6 +14,7 @@ from mmfuse.encoders.base import EncoderOutput
 from mmfuse.encoders.stems import STEMS
 
 POS_EMBEDS = ("learned", "sincos")
+POOLS = ("cls", "mean", "flatten")
 
 
 class VisionEncoder(nn.Module):
@@ -30,13 +31,18 @@ class VisionEncoder(nn.Module):
         pos_embed: ``learned`` (timm's: trained, initialised with std 0.02) or ``sincos`` (fixed 2-D
             sine-cosine position codes of the patch grid, as in MAE and MoCo v3; about as large as the
             stem's features from the first step, so a token says where it is before anything is learned).
+        pool: the image vector ``pooled``: ``cls`` (the class token; the mean patch token for a model without
+            one), ``mean`` (the mean patch token) or ``flatten`` (a linear map of all patch tokens in grid
+            order, ``Linear(N·D → D)``, as a CNN's flattened feature map feeds an MLP: each position has its own
+            weights, so *where* a feature is becomes linearly readable from the first step; a new, trained
+            layer even on a pretrained ViT).
         freeze: stop gradients into the encoder.
         **kwargs: any other ``timm.create_model`` argument.
 
     Shapes:
         ``forward(images [B,3,H,W])`` → tokens ``[B,N,D]`` (patch tokens, prefix tokens
         removed), mask ``[B,N]`` all True, pooled ``[B,D]`` (the class token when the model
-        has one, else the mean patch token).
+        has one, else the mean patch token; see ``pool``).
     """
 
     vit: Any  # the timm model: its class (and so its attributes) depends on ``name``
@@ -53,6 +59,7 @@ class VisionEncoder(nn.Module):
         num_heads: int | None = None,
         stem: str = "patch",
         pos_embed: str = "learned",
+        pool: str = "cls",
         freeze: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -61,6 +68,8 @@ class VisionEncoder(nn.Module):
             raise ValueError(f"unknown ViT stem {stem!r}; valid: {', '.join(STEMS)}")
         if pos_embed not in POS_EMBEDS:
             raise ValueError(f"unknown ViT pos_embed {pos_embed!r}; valid: {', '.join(POS_EMBEDS)}")
+        if pool not in POOLS:
+            raise ValueError(f"unknown ViT pool {pool!r}; valid: {', '.join(POOLS)}")
         if stem != "patch":
             kwargs["embed_layer"] = STEMS[stem]
         overrides = dict(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim,
@@ -75,7 +84,10 @@ class VisionEncoder(nn.Module):
         self.frozen = freeze
         if pos_embed == "sincos":
             self._fix_sincos_pos_embed()
-        if freeze:
+        self.pool = pool
+        rows, cols = self.vit.patch_embed.grid_size
+        self.flatten = nn.Linear(rows * cols * self.out_dim, self.out_dim) if pool == "flatten" else None
+        if freeze:  # the ViT only: a flatten layer is new and must learn even on frozen features
             self.vit.requires_grad_(False)
 
     def _fix_sincos_pos_embed(self) -> None:
@@ -104,6 +116,11 @@ class VisionEncoder(nn.Module):
     def forward(self, images: Tensor) -> EncoderOutput:
         x = self.vit.forward_features(images)  # [B, P+N, D]
         tokens = x[:, self.num_prefix_tokens:]  # [B, N, D]
-        pooled = x[:, 0] if self.has_class_token else tokens.mean(1)  # [B, D]
+        if self.flatten is not None:
+            pooled = self.flatten(tokens.flatten(1))  # [B, N*D] -> [B, D]
+        elif self.pool == "cls" and self.has_class_token:
+            pooled = x[:, 0]  # [B, D]
+        else:
+            pooled = tokens.mean(1)  # [B, D]
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return EncoderOutput(tokens, mask, pooled)

@@ -122,9 +122,9 @@ def test_sincos_pos_embed_is_fixed_2d_code_of_the_grid(tmp_path: Path) -> None:
 def test_text_encoder_encodes_repeated_questions_once_with_the_same_states_and_gradients(
         monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
-    enc = TextEncoder(config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                                  max_position_embeddings=16), vocab_size=50)
+    enc = TextEncoder(config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                              "intermediate_size": 64, "hidden_dropout_prob": 0.0,
+                              "attention_probs_dropout_prob": 0.0, "max_position_embeddings": 16}, vocab_size=50)
     ids = torch.randint(1, 50, (4, 8))
     ids[:, 5:] = 0
     ids = torch.cat([ids, ids[[2, 0, 2]]])  # 7 rows, 4 distinct
@@ -150,3 +150,35 @@ def test_text_encoder_encodes_repeated_questions_once_with_the_same_states_and_g
     seen.clear()
     enc.train()(ids, mask)
     assert seen == [7]
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean", "flatten"])
+def test_vision_pool_choices(pool: str) -> None:
+    torch.manual_seed(0)
+    enc = VisionEncoder(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, pool=pool)
+    images = torch.randn(3, 3, 32, 32)
+    out = enc(images)
+    assert out.tokens.shape == (3, 16, 32) and out.pooled.shape == (3, 32)
+    x = enc.vit.forward_features(images)  # [3, 1 + 16, 32]
+    if pool == "cls":
+        assert torch.allclose(out.pooled, x[:, 0])
+    elif pool == "mean":
+        assert torch.allclose(out.pooled, x[:, 1:].mean(1))
+    else:
+        assert enc.flatten is not None
+        # each grid position has its own weights: the pooled vector is sum_n W_n · token_n + b
+        w = enc.flatten.weight.view(32, 16, 32)  # [D_out, N, D]
+        expected = torch.einsum("bnd,ond->bo", x[:, 1:], w) + enc.flatten.bias
+        assert torch.allclose(out.pooled, expected, atol=1e-5)
+        # moving the content of one patch to another changes the pooled vector (mean pooling would not)
+        tokens = out.tokens.detach().clone()
+        swapped = tokens[:, [1, 0, *range(2, 16)]]
+        assert not torch.allclose(enc.flatten(tokens.flatten(1)), enc.flatten(swapped.flatten(1)))
+        frozen = VisionEncoder(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, pool=pool, freeze=True)
+        trainable = {n for n, p in frozen.named_parameters() if p.requires_grad}
+        assert trainable == {"flatten.weight", "flatten.bias"}  # the new layer learns on frozen features
+
+
+def test_vision_pool_unknown_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="pool 'max'.*cls, mean, flatten"):
+        VisionEncoder(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, pool="max")
