@@ -5,7 +5,8 @@
                                     [--only ID ...] [--rerun] [key=value ...]
 
 Generates the data first (tools/make_video_qa.py defaults) when ``--data`` holds none. Rows: one frame
-(T=1), ``mean``, ``attention``, ``attention`` with time embeddings and ``temporal_transformer``, each one
+(T=1), ``mean``, ``attention``, ``attention`` with time embeddings, ``temporal_transformer`` and the same with each
+frame's vector a linear map of its patch tokens (``model.image.pool=flatten``), each one
 ``tools/train.py --config configs/experiments/video_qa.yaml`` run per seed, printed before it starts.
 Writes ``<output>/table.md`` (test VQA accuracy per question type, mean over seeds with the range) and
 ``table.json`` (every run).
@@ -29,6 +30,8 @@ ROWS = {  # id (run folder, --only) -> (table label, overrides)
     "attention_time": ("attention + time embeddings",
                        ["model.video.pooling=attention", "model.video.hparams.time_embeddings=true"]),
     "temporal_transformer": ("temporal_transformer", ["model.video.pooling=temporal_transformer"]),
+    "temporal_transformer_flatten": ("temporal_transformer, frames flattened",
+                                     ["model.video.pooling=temporal_transformer", "model.image.pool=flatten"]),
 }
 TIME_TYPES = ("direction", "order", "colour_change", "count")  # need more than one frame
 FRAME_TYPES = ("colour", "shape")  # any single frame answers them
