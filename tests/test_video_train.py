@@ -90,3 +90,21 @@ def test_generator_and_rl_fusion_on_video_batches(video_data: dict, tmp_path: Pa
         assert torch.equal(fused.pooled, system.model(batch)["fusion"].pooled)
         with pytest.raises(KeyError, match="this model encodes videos"):
             system.model({**{k: v for k, v in batch.items() if k != "video"}, "image": batch["video"][:, 0]})
+
+
+def test_direction_probe_from_the_command_line(tmp_path: Path) -> None:
+    """README "Video QA on the procedural benchmark": the direction-only probe with flattened frames."""
+    data = tmp_path / "vq_direction"
+    out = run_tool("tools/make_video_qa.py", "--types", "direction", "--out", str(data), "--train", "12", "--val", "8",
+                   "--test", "8")
+    assert "(direction " in out and "order" not in out
+    types = {json.loads(line)["question_type"] for s in ("train", "val", "test")
+             for line in (data / f"{s}.jsonl").read_text().splitlines()}
+    assert types == {"direction"}
+    run = tmp_path / "run"
+    run_tool("tools/train.py", "--config", "configs/experiments/video_qa.yaml", "--config", str(TINY),
+             f"data.root={data}", f"run_dir={run}", "model.image.img_size=32", "model.image.pool=flatten")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["test_accuracy"]["perQuestionType"]) == {"direction"}
+    ckpt = torch.load(metrics["best_checkpoint"], weights_only=True)
+    assert "model.encoders.image.frame_encoder.flatten.weight" in ckpt["state_dict"]

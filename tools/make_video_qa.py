@@ -2,6 +2,7 @@
 """Write the procedural video-QA benchmark: short mp4 videos and JSONL questions whose answers need time.
 
     python tools/make_video_qa.py [--out data/video_qa] [--seed 0] [--train 3000 --val 300 --test 1000]
+                                  [--types direction ...]
 
 Question types: direction of motion, which shape appears first/last, how many times a shape
 flashes, what colour a shape turns into (or was before), plus single-frame controls (colour,
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test", type=int, default=1000, help="test videos")
     p.add_argument("--size", type=int, default=32, help="frame width and height in px (even)")
     p.add_argument("--frames", type=int, default=16, help="frames per video (a multiple of 8)")
+    p.add_argument("--types", nargs="+", default=None, metavar="TYPE",
+                   help="keep only these question types (a probe of one skill; the same videos and lines as the "
+                        "full benchmark with this seed)")
     args = p.parse_args(argv)
     counts = {"train": args.train, "val": args.val, "test": args.test}
     if min(counts.values()) < 1:
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         summary = make_video_qa(Path(args.out), counts, seed=args.seed, size=args.size, num_frames=args.frames,
-                                progress=progress)
+                                progress=progress, question_types=args.types)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

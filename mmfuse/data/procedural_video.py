@@ -163,8 +163,8 @@ SCENES: dict[str, Callable[[random.Random, int, int, float], Scene]] = {
 
 
 def make_video_qa(out: Path, num_videos: dict[str, int] | None = None, seed: int = 0, size: int = 32,
-                  num_frames: int = 16, fps: int = 8, progress: Callable[[str, int, int], None] | None = None
-                  ) -> dict[str, Any]:
+                  num_frames: int = 16, fps: int = 8, progress: Callable[[str, int, int], None] | None = None,
+                  question_types: Sequence[str] | None = None) -> dict[str, Any]:
     """Write ``out/videos/<split>_<i>.mp4`` and ``out/{train,val,test}.jsonl`` (the JSONL video format).
 
     Args:
@@ -175,6 +175,9 @@ def make_video_qa(out: Path, num_videos: dict[str, int] | None = None, seed: int
         num_frames: frames per video, a multiple of 8 (8 beats).
         fps: frame rate written in the file.
         progress: optional ``(split, done, total)`` callback.
+        question_types: keep only questions of these types (None: all), e.g. ``["direction"]`` for a probe of
+            one skill. The videos, their order and every kept line (question ids included) are those of the full
+            benchmark with the same seed; only videos with a kept question are written.
 
     Returns:
         A summary: files written and question counts per split and type (also ``out/summary.json``).
@@ -184,20 +187,31 @@ def make_video_qa(out: Path, num_videos: dict[str, int] | None = None, seed: int
     if size % 2 or size < 16:
         raise ValueError(f"size must be even and >= 16, got {size}")
     counts = num_videos or {"train": 3000, "val": 300, "test": 1000}
+    unknown = sorted(set(question_types or ()) - set(QUESTION_TYPES))
+    if unknown or (question_types is not None and not question_types):
+        raise ValueError(f"unknown question types {unknown or '(none given)'}; valid: {', '.join(QUESTION_TYPES)}")
+    keep = set(question_types or QUESTION_TYPES)
     rng = random.Random(seed)
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     radius = size * 0.2
     summary: dict[str, Any] = {"seed": seed, "size": size, "num_frames": num_frames, "fps": fps, "splits": {}}
+    if question_types is not None:
+        summary["question_types"] = sorted(keep)
     qid = 0
     for split, total in counts.items():
-        lines, per_type = [], dict.fromkeys(QUESTION_TYPES, 0)
+        lines, per_type, written = [], dict.fromkeys(QUESTION_TYPES, 0), 0
         for i in range(total):
             kind = rng.choice(list(SCENES))
             frames, qas = SCENES[kind](rng, size, num_frames, radius)
             name = f"videos/{split}_{i:05d}.mp4"
-            write_mp4(out / name, frames, fps)
+            if any(qtype in keep for _, _, qtype in qas):
+                write_mp4(out / name, frames, fps)
+                written += 1
             for question, answer, qtype in qas:
+                if qtype not in keep:
+                    qid += 1  # the ids stay those of the full benchmark
+                    continue
                 lines.append({"question_id": qid, "video": name, "question": question, "answers": [answer] * 10,
                               "answer_type": ANSWER_TYPES[qtype], "question_type": qtype, "image_id": name})
                 per_type[qtype] += 1
@@ -205,6 +219,7 @@ def make_video_qa(out: Path, num_videos: dict[str, int] | None = None, seed: int
             if progress is not None:
                 progress(split, i + 1, total)
         (out / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-        summary["splits"][split] = {"videos": total, "questions": len(lines), "per_question_type": per_type}
+        summary["splits"][split] = {"videos": written, "questions": len(lines),
+                                    "per_question_type": {k: v for k, v in per_type.items() if k in keep}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

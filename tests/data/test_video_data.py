@@ -207,3 +207,22 @@ def test_generator_rejects_bad_sizes(tmp_path: Path) -> None:
         pv.make_video_qa(tmp_path, {"train": 1}, num_frames=12)
     with pytest.raises(ValueError, match="even"):
         pv.make_video_qa(tmp_path, {"train": 1}, size=33)
+
+
+def test_generator_keeps_only_the_question_types_asked_for(tmp_path: Path) -> None:
+    full = pv.make_video_qa(tmp_path / "full", {"train": 12, "val": 2, "test": 2}, seed=5)
+    probe = pv.make_video_qa(tmp_path / "dir", {"train": 12, "val": 2, "test": 2}, seed=5, question_types=["direction"])
+    for split in ("train", "val", "test"):
+        lines = (tmp_path / "full" / f"{split}.jsonl").read_text().splitlines()
+        kept = [line for line in lines if json.loads(line)["question_type"] == "direction"]
+        assert (tmp_path / "dir" / f"{split}.jsonl").read_text().splitlines() == kept  # same lines, same ids
+        videos = {json.loads(line)["video"] for line in kept}
+        written = {f"videos/{f.name}" for f in (tmp_path / "dir" / "videos").glob(f"{split}_*")}
+        assert written == videos  # only the videos a kept question needs
+        for v in videos:
+            assert (tmp_path / "dir" / v).read_bytes() == (tmp_path / "full" / v).read_bytes()
+        assert probe["splits"][split] == {"videos": len(videos), "questions": len(kept),
+                                          "per_question_type": {"direction": len(kept)}}
+    assert full["splits"]["train"]["per_question_type"]["direction"] > 0
+    with pytest.raises(ValueError, match=r"unknown question types \['speed'\]; valid: .*direction"):
+        pv.make_video_qa(tmp_path / "bad", {"train": 1}, question_types=["speed"])
