@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from mmfuse.viz.figures import save_pyplot
 from mmfuse.viz.robustness import plot_robustness
 
 
@@ -34,12 +35,7 @@ def write_ablation_plot(summaries: Sequence[Mapping[str, Any]], path: Path | str
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
     fig.suptitle("ablation: mean over seeds, bars = range")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_pyplot(fig, path, dpi=120)
 
 
 def write_robustness_plot(summaries: Sequence[Mapping[str, Any]], path: Path | str) -> Path | None:

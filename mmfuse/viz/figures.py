@@ -28,12 +28,23 @@ def _wrap(text: str, width: int, max_lines: int | None = None) -> str:
     return textwrap.fill(str(text), width=width, max_lines=max_lines, placeholder=" …")
 
 
-def _save(fig: Figure, path: Path | str) -> Path:
-    """Write ``fig`` as PNG at :data:`DPI` and release its artists."""
+def _save(fig: Figure, path: Path | str, dpi: int = DPI) -> Path:
+    """Write ``fig`` as PNG at ``dpi`` and release its artists."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png", facecolor="white")
+    fig.savefig(path, dpi=dpi, format="png", facecolor="white")
     fig.clear()
+    return path
+
+
+def save_pyplot(fig: Figure, path: Path | str, dpi: int = DPI) -> Path:
+    """Write a figure made with ``pyplot`` (the RL and ablation plots): tight layout, :func:`_save` at ``dpi``,
+    then closed, because pyplot's registry would otherwise keep every figure of a long sweep open."""
+    import matplotlib.pyplot as plt  # here, not at the top: this module's own figures never touch pyplot
+
+    fig.tight_layout()
+    path = _save(fig, path, dpi)
+    plt.close(fig)
     return path
 
 

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from mmfuse.viz.figures import save_pyplot
 from mmfuse.viz.logs import read_lightning_logs
 
 PANELS = (("rl/score", "mean score (VQA accuracy of sampled answers)"), ("rl/kl", "KL to reference (nats / answer)"),
@@ -46,12 +47,7 @@ def write_rl_curves(runs: Mapping[str, Path | str], path: Path | str, window: in
             ax.set_xlabel("rollout batch")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_pyplot(fig, path, dpi=110)
 
 
 def score_vs_answers(run_dir: Path | str, answers_per_batch: int, window: int = 10) -> tuple[list[int], list[float]]:
@@ -75,9 +71,4 @@ def write_score_vs_answers(runs: Mapping[str, tuple[Path | str, int]], path: Pat
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_pyplot(fig, path, dpi=110)
