@@ -124,7 +124,8 @@ def test_text_encoder_encodes_repeated_questions_once_with_the_same_states_and_g
     torch.manual_seed(0)
     enc = TextEncoder(config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
                               "intermediate_size": 64, "hidden_dropout_prob": 0.0,
-                              "attention_probs_dropout_prob": 0.0, "max_position_embeddings": 16}, vocab_size=50)
+                              "attention_probs_dropout_prob": 0.0, "max_position_embeddings": 16}, vocab_size=50,
+                      dedupe=True)
     ids = torch.randint(1, 50, (4, 8))
     ids[:, 5:] = 0
     ids = torch.cat([ids, ids[[2, 0, 2]]])  # 7 rows, 4 distinct
@@ -149,6 +150,11 @@ def test_text_encoder_encodes_repeated_questions_once_with_the_same_states_and_g
     enc.bert.config.hidden_dropout_prob = 0.1
     seen.clear()
     enc.train()(ids, mask)
+    assert seen == [7]
+    enc.bert.config.hidden_dropout_prob = 0.0
+    enc.dedupe = False  # the default: every row encoded
+    seen.clear()
+    enc(ids, mask)
     assert seen == [7]
 
 
