@@ -72,11 +72,13 @@ class TextEncoder(nn.Module):
         (``dedupe``, ``model.text.dedupe``): exact in real arithmetic, but the float rounding differs, and
         easy-VQA's training is chaotic enough that seed 0 then ends at 95.0% instead of 99.9% (10 epochs),
         so switching it on changes a given seed's numbers."""
-        rows = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1)  # [B, 2L]
-        distinct, inverse = torch.unique(rows, dim=0, return_inverse=True)  # [U, 2L], [B]
         cfg = self.bert.config
         dropout = self.training and (cfg.hidden_dropout_prob > 0 or cfg.attention_probs_dropout_prob > 0)
-        if not self.dedupe or dropout or distinct.shape[0] == rows.shape[0]:
+        if not self.dedupe or dropout:  # checked first: the default path never pays for the unique below
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        rows = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1)  # [B, 2L]
+        distinct, inverse = torch.unique(rows, dim=0, return_inverse=True)  # [U, 2L], [B]
+        if distinct.shape[0] == rows.shape[0]:
             return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         length = input_ids.shape[1]
         states = self.bert(input_ids=distinct[:, :length],
