@@ -82,6 +82,30 @@ def check_modalities(cfg: DictConfig) -> None:
                                   f"set model.modalities=[{', '.join(MODALITIES)}]")
 
 
+CURRICULUM_KEYS = ("epochs", "question_types")
+
+
+def check_curriculum(cfg: DictConfig) -> None:
+    """``data.curriculum`` stages are ``{epochs: int >= 1, question_types: non-empty list}``, on one in-memory
+    dataset (the question types themselves are checked against the training split once it is loaded)."""
+    stages = cfg.data.curriculum
+    if stages and (cfg.data.mixture or cfg.data.source == "prepared"):
+        raise ConfigError("config key 'data.curriculum' works on one in-memory dataset; it cannot be combined with "
+                          "data.mixture or data.source=prepared")
+    for i, stage in enumerate(stages):
+        where = f"data.curriculum[{i}]"
+        if not isinstance(stage, DictConfig) or set(stage) != set(CURRICULUM_KEYS):
+            raise ConfigError(f"config key {where!r} must be a mapping with exactly the keys "
+                              f"{', '.join(CURRICULUM_KEYS)}, e.g. {{epochs: 3, question_types: [shape]}}")
+        n = stage.epochs
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"config key '{where}.epochs' is {n!r}; expected an integer >= 1")
+        types = stage.question_types
+        if isinstance(types, str) or not types or not all(isinstance(t, str) for t in types):
+            raise ConfigError(f"config key '{where}.question_types' is {types!r}; expected a non-empty list of "
+                              "question types")
+
+
 MIXTURE_KEYS = ("name", "source", "root", "train", "val", "test", "tasks", "val_fraction")
 
 
@@ -131,6 +155,7 @@ def check_tasks(cfg: DictConfig) -> None:
         for t in entry.get("tasks") or []:
             if t not in active:
                 raise ConfigError(f"config key '{where}.tasks' has {t!r}, not in tasks.active ({', '.join(active)})")
+    check_curriculum(cfg)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ConfigError(f"config key 'data.mixture' repeats dataset name(s) {dup}; names must be unique")

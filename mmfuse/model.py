@@ -250,7 +250,7 @@ def build_vision_encoder(image_cfg: Mapping[str, Any], weights: bool = True) -> 
                          checkpoint_path=i["checkpoint_path"] if weights else None, img_size=i["img_size"],
                          patch_size=i["patch_size"], embed_dim=i["embed_dim"], depth=i["depth"],
                          num_heads=i["num_heads"], stem=i["stem"], pos_embed=i.get("pos_embed", "learned"),
-                         pool=i.get("pool", "cls"),
+                         pool=i.get("pool", "cls"), coords=bool(i.get("coords", False)),
                          freeze=i["freeze"], **dict(i["kwargs"]))
 
 

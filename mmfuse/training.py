@@ -102,6 +102,7 @@ def _run(cfg: DictConfig, run_dir: Path, start: float, trust: bool, init: dict[s
     for split in ("train", "val", "test"):
         dm.split_records(split)
     dm.check_media(bool(cfg.model.video.enabled))
+    dm.check_curriculum()
     tok = dm.tokenizer
     args = (to_container(cfg), dm.vocab.answers)
     kwargs: dict[str, Any] = {**system_kwargs(dm), "fusion": fusion}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence, Sized
+from collections.abc import Collection, Iterator, Sequence, Sized
 from typing import Any, cast
 
 import numpy as np
@@ -33,12 +33,18 @@ class GroupedBatchSampler(Sampler[list[int]]):
             batch, so every epoch has exactly the same number of batches); False samples
             questions independently.
         seed: base seed; epoch ``e`` uses ``seed + e``.
+        curriculum: ``(epochs, questions)`` stages in order (``data.curriculum``): for its ``epochs`` a stage
+            trains only on ``questions`` (indices). The epoch's batches are drawn as without it, then each keeps
+            only the stage's questions, so every epoch has the same number of batches (smaller ones during a
+            stage); a batch left with none keeps all its questions. After the stages, every question.
     """
 
     def __init__(self, groups: Sequence[Sequence[int]], batch_size: int, shuffle: bool,
-                 group_by_image: bool = True, seed: int = 0) -> None:
+                 group_by_image: bool = True, seed: int = 0,
+                 curriculum: Sequence[tuple[int, Collection[int]]] = ()) -> None:
         self.groups = [list(g) for g in groups if len(g)]
         self.shuffle, self.group_by_image, self.seed = shuffle, group_by_image, seed
+        self.curriculum = [(int(n), frozenset(keep)) for n, keep in curriculum]
         self.num_questions = sum(len(g) for g in self.groups)
         self.batch_size = batch_size
         mean_q = self.num_questions / max(1, len(self.groups))
@@ -53,9 +59,25 @@ class GroupedBatchSampler(Sampler[list[int]]):
             return math.ceil(len(self.groups) / self.images_per_batch)
         return math.ceil(self.num_questions / self.batch_size)
 
+    def stage_questions(self, epoch: int) -> frozenset[int] | None:
+        """The questions the curriculum stage of ``epoch`` trains on; None after the stages (every question)."""
+        end = 0
+        for epochs, keep in self.curriculum:
+            end += epochs
+            if epoch < end:
+                return keep
+        return None
+
     def __iter__(self) -> Iterator[list[int]]:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        epoch = self.epoch
         self.epoch += 1  # a fresh order next epoch even if nobody calls set_epoch
+        keep = self.stage_questions(epoch)
+        for batch in self._batches(torch.Generator().manual_seed(self.seed + epoch)):
+            # a stage filters batches, never redraws them: the epoch keeps its length (Lightning counts it once)
+            kept = batch if keep is None else [q for q in batch if q in keep]
+            yield kept or batch
+
+    def _batches(self, g: torch.Generator) -> Iterator[list[int]]:
         if self.group_by_image:
             order = torch.randperm(len(self.groups), generator=g).tolist() if self.shuffle else range(len(self.groups))
             order = list(order)

@@ -36,12 +36,16 @@ class VisionEncoder(nn.Module):
             order, ``Linear(N·D → D)``, as a CNN's flattened feature map feeds an MLP: each position has its own
             weights, so *where* a feature is becomes linearly readable from the first step; a new, trained
             layer even on a pretrained ViT).
+        coords: append each patch token's grid coordinates, ``(x, y)`` of the cell centre in ``[-1, 1]`` (x right,
+            y down), as two more channels after the ViT (Santoro et al. 2017 tag every CNN cell with its
+            coordinates): where a token is becomes readable by whatever attends to it, without the ViT having
+            to keep it. ``out_dim`` grows by 2; ``pooled`` gets ``(0, 0)``, the image's centre.
         freeze: stop gradients into the encoder.
         **kwargs: any other ``timm.create_model`` argument.
 
     Shapes:
         ``forward(images [B,3,H,W])`` → tokens ``[B,N,D]`` (patch tokens, prefix tokens
-        removed), mask ``[B,N]`` all True, pooled ``[B,D]`` (the class token when the model
+        removed; ``D`` is the ViT's width, + 2 with ``coords``), mask ``[B,N]`` all True, pooled ``[B,D]`` (the class token when the model
         has one, else the mean patch token; see ``pool``).
     """
 
@@ -60,6 +64,7 @@ class VisionEncoder(nn.Module):
         stem: str = "patch",
         pos_embed: str = "learned",
         pool: str = "cls",
+        coords: bool = False,
         freeze: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -78,7 +83,8 @@ class VisionEncoder(nn.Module):
         self.vit = timm.create_model(name, pretrained=pretrained, num_classes=0,
                                      checkpoint_path=checkpoint_path or "", **overrides)
         self.is_pretrained = bool(pretrained or checkpoint_path)
-        self.out_dim: int = int(self.vit.embed_dim)
+        width = int(self.vit.embed_dim)
+        self.out_dim: int = width + 2 * bool(coords)
         self.num_prefix_tokens: int = int(getattr(self.vit, "num_prefix_tokens", 0))
         self.has_class_token = bool(getattr(self.vit, "cls_token", None) is not None)
         self.frozen = freeze
@@ -86,7 +92,14 @@ class VisionEncoder(nn.Module):
             self._fix_sincos_pos_embed()
         self.pool = pool
         rows, cols = self.vit.patch_embed.grid_size
-        self.flatten = nn.Linear(rows * cols * self.out_dim, self.out_dim) if pool == "flatten" else None
+        self.flatten = nn.Linear(rows * cols * width, width) if pool == "flatten" else None
+        self.coords: Tensor | None
+        if coords:  # [N, 2] cell centres in grid (row-major) order, the order of the patch tokens
+            y, x = torch.meshgrid((torch.arange(rows) + 0.5) / rows * 2 - 1, (torch.arange(cols) + 0.5) / cols * 2 - 1,
+                                  indexing="ij")
+            self.register_buffer("coords", torch.stack([x.flatten(), y.flatten()], 1), persistent=False)
+        else:
+            self.coords = None
         if freeze:  # the ViT only: a flatten layer is new and must learn even on frozen features
             self.vit.requires_grad_(False)
 
@@ -95,7 +108,7 @@ class VisionEncoder(nn.Module):
         as a buffer so that no optimiser, freeze or unfreeze ever trains them; same state-dict key."""
         pe = self.vit.pos_embed  # [1, P+N, D] or [1, N, D] (no_embed_class)
         grid = list(self.vit.patch_embed.grid_size)
-        codes = build_sincos2d_pos_embed(grid, dim=self.out_dim, device=pe.device, dtype=pe.dtype)  # [N, D]
+        codes = build_sincos2d_pos_embed(grid, dim=int(self.vit.embed_dim), device=pe.device, dtype=pe.dtype)  # [N, D]
         fixed = torch.zeros_like(pe, requires_grad=False)
         fixed[0, pe.shape[1] - codes.shape[0]:] = codes
         del self.vit.pos_embed
@@ -122,5 +135,9 @@ class VisionEncoder(nn.Module):
             pooled = x[:, 0]  # [B, D]
         else:
             pooled = tokens.mean(1)  # [B, D]
+        if self.coords is not None:
+            b = tokens.shape[0]
+            tokens = torch.cat([tokens, self.coords.to(tokens.dtype).expand(b, -1, -1)], -1)  # [B, N, D+2]
+            pooled = torch.cat([pooled, pooled.new_zeros(b, 2)], -1)  # [B, D+2]
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return EncoderOutput(tokens, mask, pooled)

@@ -188,3 +188,20 @@ def test_vision_pool_choices(pool: str) -> None:
 def test_vision_pool_unknown_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="pool 'max'.*cls, mean, flatten"):
         VisionEncoder(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, pool="max")
+
+
+@pytest.mark.parametrize("pool", ["cls", "flatten"])
+def test_vision_coords_append_the_cell_centres(pool: str) -> None:
+    torch.manual_seed(0)
+    enc = VisionEncoder(**VIT, pool=pool, coords=True)  # 32 px, patch 8: a 4x4 grid
+    plain = VisionEncoder(**VIT, pool=pool)
+    plain.load_state_dict(enc.state_dict())  # the coordinates are not a parameter or a saved buffer
+    images = torch.randn(2, 3, 32, 32)
+    out, ref = enc(images), plain(images)
+    assert enc.out_dim == 34 and out.tokens.shape == (2, 16, 34) and out.pooled.shape == (2, 34)
+    torch.testing.assert_close(out.tokens[..., :32], ref.tokens)
+    torch.testing.assert_close(out.pooled[:, :32], ref.pooled)
+    assert out.pooled[:, 32:].abs().sum() == 0  # the pooled vector sits at the centre
+    xy = out.tokens[0, :, 32:]  # token n = row n // 4, column n % 4
+    assert xy[0].tolist() == [-0.75, -0.75] and xy[3].tolist() == [0.75, -0.75] and xy[12].tolist() == [-0.75, 0.75]
+    assert torch.equal(out.tokens[1, :, 32:], xy)
