@@ -32,6 +32,8 @@ ROWS = {  # id (run folder, --only) -> (table label, overrides)
     "temporal_transformer": ("temporal_transformer", ["model.video.pooling=temporal_transformer"]),
     "temporal_transformer_flatten": ("temporal_transformer, frames flattened",
                                      ["model.video.pooling=temporal_transformer", "model.image.pool=flatten"]),
+    "temporal_transformer_sincos": ("temporal_transformer, sin-cos positions",
+                                    ["model.video.pooling=temporal_transformer", "model.image.pos_embed=sincos"]),
 }
 TIME_TYPES = ("direction", "order", "colour_change", "count")  # need more than one frame
 FRAME_TYPES = ("colour", "shape")  # any single frame answers them

@@ -82,6 +82,19 @@ def test_benchmark_video(tmp_path: Path) -> None:
     assert "| mean |" in (tmp_path / "out" / "table.md").read_text()
 
 
+def test_every_benchmark_video_row_is_a_valid_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmfuse.config import load_config
+
+    monkeypatch.syspath_prepend(str(TOOLS))
+    spec = importlib.util.spec_from_file_location("benchmark_video", TOOLS / "benchmark_video.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = TOOLS.parent / "configs" / "experiments" / "video_qa.yaml"
+    for row, (_, overrides) in module.ROWS.items():
+        cfg = load_config(config, overrides)  # a typo in a row's key or value is a ConfigError here
+        assert cfg.model.video.pooling in {o.split("=", 1)[1] for o in overrides if "pooling=" in o} | {"mean"}, row
+
+
 def test_benchmark_rl_trains_stage_one_then_a_row(tmp_path: Path) -> None:
     run_tool("tools/benchmark_rl.py", "--output", str(tmp_path), "--seeds", "0", "--only", "ppo", *TINY_RUN)
     rows = json.loads((tmp_path / "table.json").read_text())
