@@ -17,6 +17,7 @@ from torch import nn
 from mmfuse.callbacks import BatchAudit, DroppedQuestions, SpeedMonitor
 from mmfuse.checkpoints import check_checkpoint
 from mmfuse.config import save_config, to_container
+from mmfuse.data.batching import curriculum_stages
 from mmfuse.data.schema import QARecord
 from mmfuse.data.tokenizer import tokenizer_to_json
 from mmfuse.evaluation.outputs import finish_datasets, training_targets
@@ -102,7 +103,7 @@ def _run(cfg: DictConfig, run_dir: Path, start: float, trust: bool, init: dict[s
     for split in ("train", "val", "test"):
         dm.split_records(split)
     dm.check_media(bool(cfg.model.video.enabled))
-    dm.check_curriculum()
+    curriculum_stages(cfg.data.curriculum, dm.split_records("train"))  # a stage's types exist: checked before training
     tok = dm.tokenizer
     args = (to_container(cfg), dm.vocab.answers)
     kwargs: dict[str, Any] = {**system_kwargs(dm), "fusion": fusion}

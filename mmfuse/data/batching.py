@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from mmfuse.data.resumable import SeededBatch
 from mmfuse.data.schema import QARecord
 from mmfuse.data.transforms import augment
-from mmfuse.errors import DataError
+from mmfuse.errors import ConfigError, DataError
 
 
 class GroupedBatchSampler(Sampler[list[int]]):
@@ -89,6 +89,22 @@ class GroupedBatchSampler(Sampler[list[int]]):
                 flat = [flat[i] for i in torch.randperm(len(flat), generator=g).tolist()]
             for s in range(0, len(flat), self.batch_size):
                 yield flat[s:s + self.batch_size]
+
+
+def curriculum_stages(stages: Sequence[Any], records: Sequence[QARecord]) -> list[tuple[int, list[int]]]:
+    """``data.curriculum`` (``[{epochs, question_types}]``) as :class:`GroupedBatchSampler` stages over
+    ``records`` (the training split): ``(epochs, indices of the stage's questions)``. A question type with no
+    training question is a :class:`~mmfuse.errors.ConfigError` naming the types present."""
+    present = {r.question_type for r in records}
+    out = []
+    for i, stage in enumerate(stages):
+        missing = [t for t in stage["question_types"] if t not in present]
+        if missing:
+            raise ConfigError(f"config key 'data.curriculum[{i}].question_types' has {missing} with no training "
+                              f"question; question types of the training split: {', '.join(sorted(str(t) for t in present))}")
+        keep = set(stage["question_types"])
+        out.append((int(stage["epochs"]), [j for j, r in enumerate(records) if r.question_type in keep]))
+    return out
 
 
 class Questions:

@@ -15,7 +15,14 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from mmfuse.data.answer_tokens import AnswerTokenizer
-from mmfuse.data.batching import EvalShardSampler, GroupedBatchSampler, QABatchDataset, Questions, as_is
+from mmfuse.data.batching import (
+    EvalShardSampler,
+    GroupedBatchSampler,
+    QABatchDataset,
+    Questions,
+    as_is,
+    curriculum_stages,
+)
 from mmfuse.data.images import ImageLoader, check_images, load_images
 from mmfuse.data.mixture import MixtureBatchSampler, MixtureDataset
 from mmfuse.data.ragged import RaggedTargets
@@ -218,8 +225,7 @@ class VQADataModule(L.LightningDataModule):
         groups: dict[int, list[int]] = {}
         for i, r in enumerate(ds.image_rows):
             groups.setdefault(r, []).append(i)
-        stages = [(int(st.epochs), [i for i, r in enumerate(ds.records) if r.question_type in set(st.question_types)])
-                  for st in c.curriculum] if train else []
+        stages = curriculum_stages(c.curriculum, ds.records) if train else []
         return GroupedBatchSampler(list(groups.values()), c.batch_size if train else c.eval_batch_size,
                                    shuffle=train, group_by_image=bool(c.group_by_image), seed=self.seed,
                                    curriculum=stages)
@@ -279,17 +285,6 @@ class VQADataModule(L.LightningDataModule):
         if len(kinds) > 1:
             raise DataError(f"the splits mix images and videos ({', '.join(sorted(kinds))}); a run uses one kind")
         return kinds.pop() if kinds else "image"
-
-    def check_curriculum(self) -> None:
-        """Every question type a ``data.curriculum`` stage names is in the training split."""
-        if not self.cfg.curriculum:
-            return
-        present = {r.question_type for r in self.split_records("train")}
-        for i, stage in enumerate(self.cfg.curriculum):
-            missing = [t for t in stage.question_types if t not in present]
-            if missing:
-                raise ConfigError(f"config key 'data.curriculum[{i}].question_types' has {missing} with no training "
-                                  f"question; question types of the training split: {', '.join(sorted(present))}")
 
     def check_media(self, video_model: bool) -> None:
         """The loaded data's media must be what the model encodes (``model.video.enabled``)."""

@@ -44,9 +44,9 @@ class VisionEncoder(nn.Module):
         **kwargs: any other ``timm.create_model`` argument.
 
     Shapes:
-        ``forward(images [B,3,H,W])`` → tokens ``[B,N,D]`` (patch tokens, prefix tokens
-        removed; ``D`` is the ViT's width, + 2 with ``coords``), mask ``[B,N]`` all True, pooled ``[B,D]`` (the class token when the model
-        has one, else the mean patch token; see ``pool``).
+        ``forward(images [B,3,H,W])`` → tokens ``[B,N,D]`` (patch tokens, prefix tokens removed; ``D`` is
+        the ViT's width, + 2 with ``coords``), mask ``[B,N]`` all True, pooled ``[B,D]`` (the class token when
+        the model has one, else the mean patch token; see ``pool``).
     """
 
     vit: Any  # the timm model: its class (and so its attributes) depends on ``name``

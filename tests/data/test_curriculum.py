@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mmfuse.config import load_config
-from mmfuse.data.batching import GroupedBatchSampler
+from mmfuse.data.batching import GroupedBatchSampler, curriculum_stages
 from mmfuse.errors import ConfigError
 from mmfuse.runner import build_datamodule
 from tests.conftest import TINY, jsonl_overrides
@@ -69,7 +69,6 @@ def test_datamodule_trains_the_stage_types_first_and_refuses_absent_ones(jsonl_d
     cfg = load_config(TINY, [*over, "data.curriculum=[{epochs: 1, question_types: [what shape]}]"])
     dm = build_datamodule(cfg, tmp_path / "run")
     dm.prepare()
-    dm.check_curriculum()
     dm.img_size = (32, 32)
     dm.setup("fit")
     loader = dm.train_dataloader()
@@ -80,4 +79,4 @@ def test_datamodule_trains_the_stage_types_first_and_refuses_absent_ones(jsonl_d
     bad = load_config(TINY, [*over, "data.curriculum=[{epochs: 1, question_types: [shape, what shape]}]"])
     dm = build_datamodule(bad, tmp_path / "run2")
     with pytest.raises(ConfigError, match=r"curriculum\[0\]\.question_types' has \['shape'\].*is there a, what color"):
-        dm.check_curriculum()
+        curriculum_stages(bad.data.curriculum, dm.split_records("train"))
