@@ -95,13 +95,13 @@ def curriculum_stages(stages: Sequence[Any], records: Sequence[QARecord]) -> lis
     """``data.curriculum`` (``[{epochs, question_types}]``) as :class:`GroupedBatchSampler` stages over
     ``records`` (the training split): ``(epochs, indices of the stage's questions)``. A question type with no
     training question is a :class:`~mmfuse.errors.ConfigError` naming the types present."""
-    present = {r.question_type for r in records}
+    present = {str(r.question_type) for r in records}
     out = []
     for i, stage in enumerate(stages):
         missing = [t for t in stage["question_types"] if t not in present]
         if missing:
             raise ConfigError(f"config key 'data.curriculum[{i}].question_types' has {missing} with no training "
-                              f"question; question types of the training split: {', '.join(sorted(str(t) for t in present))}")
+                              f"question; question types of the training split: {', '.join(sorted(present))}")
         keep = set(stage["question_types"])
         out.append((int(stage["epochs"]), [j for j, r in enumerate(records) if r.question_type in keep]))
     return out
