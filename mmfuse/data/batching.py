@@ -51,6 +51,17 @@ class GroupedBatchSampler(Sampler[list[int]]):
         self.images_per_batch = max(1, round(batch_size / mean_q))
         self.epoch = 0
 
+    @classmethod
+    def of_dataset(cls, ds: QABatchDataset, batch_size: int, train: bool, group_by_image: bool, seed: int,
+                   curriculum: Sequence[Any] = ()) -> GroupedBatchSampler:
+        """The sampler over ``ds``'s images (its questions grouped by image row), shuffled when ``train``, with
+        ``data.curriculum`` stages (:func:`curriculum_stages`)."""
+        groups: dict[int, list[int]] = {}
+        for i, r in enumerate(ds.image_rows):
+            groups.setdefault(r, []).append(i)
+        return cls(list(groups.values()), batch_size, shuffle=train, group_by_image=group_by_image, seed=seed,
+                   curriculum=curriculum_stages(curriculum, ds.records))
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 

@@ -15,14 +15,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from mmfuse.data.answer_tokens import AnswerTokenizer
-from mmfuse.data.batching import (
-    EvalShardSampler,
-    GroupedBatchSampler,
-    QABatchDataset,
-    Questions,
-    as_is,
-    curriculum_stages,
-)
+from mmfuse.data.batching import EvalShardSampler, GroupedBatchSampler, QABatchDataset, Questions, as_is
 from mmfuse.data.images import ImageLoader, check_images, load_images
 from mmfuse.data.mixture import MixtureBatchSampler, MixtureDataset
 from mmfuse.data.ragged import RaggedTargets
@@ -222,13 +215,8 @@ class VQADataModule(L.LightningDataModule):
 
     def _grouped(self, ds: QABatchDataset, train: bool) -> GroupedBatchSampler:
         c = self.cfg
-        groups: dict[int, list[int]] = {}
-        for i, r in enumerate(ds.image_rows):
-            groups.setdefault(r, []).append(i)
-        stages = curriculum_stages(c.curriculum, ds.records) if train else []
-        return GroupedBatchSampler(list(groups.values()), c.batch_size if train else c.eval_batch_size,
-                                   shuffle=train, group_by_image=bool(c.group_by_image), seed=self.seed,
-                                   curriculum=stages)
+        return GroupedBatchSampler.of_dataset(ds, c.batch_size if train else c.eval_batch_size, train,
+                                              bool(c.group_by_image), self.seed, c.curriculum if train else ())
 
     def _loader(self, split: str) -> DataLoader:
         if split not in self.datasets:
