@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FeedForward", "MaskedAttention", "attention_weights", "masked_mean", "normalize"]
+__all__ = ["FeedForward", "MaskedAttention", "attention_weights", "masked_max", "masked_mean", "normalize"]
 
 
 def masked_mean(x: Tensor, mask: Tensor | None = None, dim: int | None = None, keepdim: bool = False) -> Tensor:
@@ -52,6 +52,18 @@ def masked_mean(x: Tensor, mask: Tensor | None = None, dim: int | None = None, k
     count = valid.sum(dim, keepdim=keepdim).to(x.dtype).clamp_min(1)
     return total.sum(dim, keepdim=keepdim) / count
 
+
+
+def masked_max(x: Tensor, mask: Tensor) -> Tensor:
+    """Element-wise max of ``tokens [B, N, D]`` over the valid tokens of ``mask [B, N]`` → ``[B, D]``.
+
+    Masked tokens are never read (their gradient is 0) and a row without any valid token gives 0, never
+    ``-inf``. The gradient of each output entry goes to the token that holds the max (hard attention per
+    channel: what a pooled mean dilutes over the N tokens, the max keeps).
+    """
+    valid = mask.to(x.device).bool()[..., None]  # [B, N, 1]
+    out = x.masked_fill(~valid, float("-inf")).amax(1)  # [B, D]
+    return torch.where(valid.any(1), out, out.new_zeros(()))
 
 class MaskedAttention(nn.Module):
     """Multi-head attention of queries ``x`` over a context ``ctx`` whose padded positions are masked.

@@ -8,7 +8,19 @@ import math
 import pytest
 import torch
 
-from mmfuse.layers import FeedForward, MaskedAttention, attention_weights, masked_mean, normalize
+from mmfuse.layers import FeedForward, MaskedAttention, attention_weights, masked_max, masked_mean, normalize
+
+
+# ---------------------------------------------------------------- masked_max
+def test_masked_max_skips_padding_and_gives_zero_for_an_empty_row() -> None:
+    tokens = torch.tensor([[[1.0, -5.0], [3.0, -7.0], [float("nan"), 9.0]],
+                           [[2.0, 2.0], [float("inf"), 1.0], [0.0, 0.0]]], requires_grad=True)
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    out = masked_max(tokens, mask)
+    assert torch.equal(out.detach(), torch.tensor([[3.0, -5.0], [0.0, 0.0]]))
+    out.sum().backward()
+    assert tokens.grad is not None
+    assert torch.equal(tokens.grad, torch.tensor([[[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0]] * 3]))
 
 
 # ---------------------------------------------------------------- masked_mean

@@ -9,7 +9,9 @@ from torch import nn
 
 from mmfuse.encoders.base import EncoderOutput
 from mmfuse.fusion.base import FusionOutput, check_inputs, pick_pair, register_fusion
-from mmfuse.layers import masked_mean
+from mmfuse.layers import masked_max, masked_mean
+
+POOLS = ("mean", "max")
 
 
 @register_fusion("film")
@@ -24,7 +26,8 @@ class FiLMFusion(nn.Module):
         u_i = W_x x_i + b_x          (tokens projected to dim; padded tokens zeroed first, never read)
         y_i = γ ⊙ u_i + β            (residual=False, the default: the FiLM layer alone)
         y_i = u_i + ReLU(γ ⊙ u_i + β)  (residual=True: the paper's ResBlock tail, without its convs and BN)
-        pooled = masked mean of y_i over the real tokens
+        pooled = mean_i y_i         (pool="mean", the default), or
+        pooled = max_i y_i          (pool="max": per channel, over the real tokens)
 
     Shapes:
         inputs[condition].pooled: ``[B, in_dims[condition]]``.
@@ -39,6 +42,10 @@ class FiLMFusion(nn.Module):
             ``condition`` (an error if there are several). Other modalities in ``in_dims`` are ignored.
         residual: ``u + ReLU(FiLM(u))`` instead of ``FiLM(u)``.
         dropout: dropout on the modulated tokens.
+        pool: ``"mean"`` or ``"max"`` over the real tokens. Max keeps the one token a question asks
+            about (a per-channel hard attention); a mean dilutes it over the N tokens. On Sort-of-CLEVR's
+            "is the red object on the left?" a question-modulated max over cells with coordinates learns
+            where the mean stays near chance (README "Sort-of-CLEVR").
     """
 
     def __init__(
@@ -50,10 +57,13 @@ class FiLMFusion(nn.Module):
         modulated: str | None = None,
         residual: bool = False,
         dropout: float = 0.0,
+        pool: str = "mean",
     ) -> None:
         super().__init__()
         condition, modulated = pick_pair("film", in_dims, condition, modulated, ("condition", "modulated"))
-        self.condition, self.modulated = condition, modulated
+        if pool not in POOLS:
+            raise ValueError(f"film fusion: pool must be one of {list(POOLS)}, got {pool!r}")
+        self.condition, self.modulated, self.pool = condition, modulated, pool
         self.in_dims = {m: int(in_dims[m]) for m in sorted((condition, modulated))}
         self.dim, self.residual = dim, residual
         self.proj = nn.Linear(self.in_dims[modulated], dim)  # W_x
@@ -70,4 +80,5 @@ class FiLMFusion(nn.Module):
         if self.residual:
             y = u + torch.relu(y)
         y = self.dropout(y).masked_fill(~mask[..., None], 0.0)
-        return FusionOutput(pooled=masked_mean(y, mask), tokens=y, mask=mask)
+        pooled = masked_max(y, mask) if self.pool == "max" else masked_mean(y, mask)
+        return FusionOutput(pooled=pooled, tokens=y, mask=mask)

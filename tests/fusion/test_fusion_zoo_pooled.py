@@ -108,6 +108,23 @@ def test_film_exact_values(residual, tokens):
     expected = torch.tensor(tokens)
     torch.testing.assert_close(out.tokens[0], torch.cat([expected, torch.zeros(1, 2)]))
     torch.testing.assert_close(out.pooled[0], expected.mean(0))
+    pool_max = build_fusion("film", {"text": 2, "image": 2}, 2, residual=residual, pool="max").eval()
+    pool_max.load_state_dict(fusion.state_dict())
+    # per channel over the two real tokens (the padded [100, -100] never wins): [8, 1] / [11, 5]
+    torch.testing.assert_close(pool_max(film_inputs()).pooled[0], expected.amax(0))
+
+
+def test_film_max_pool_gradient_goes_to_the_winning_token_only():
+    fusion = build_fusion("film", {"text": 2, "image": 2}, 2, pool="max").eval()
+    set_linear(fusion.proj, [[1.0, 0.0], [0.0, 1.0]])
+    set_linear(fusion.film, [[0.0, 0.0]] * 4, [0.0, 0.0, 0.0, 0.0])  # the identity: y = image tokens
+    inputs = film_inputs()
+    image = inputs["image"].tokens.clone().requires_grad_(True)
+    inputs["image"] = EncoderOutput(image, inputs["image"].mask, image[:, 0])
+    fusion(inputs).pooled.sum().backward()
+    # channel 0: max(1, 3) is token 1; channel 1: max(4, -2) is token 0; the padded token gets nothing
+    assert image.grad is not None
+    torch.testing.assert_close(image.grad[0], torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]))
 
 
 def test_film_roles_and_errors():
@@ -123,6 +140,8 @@ def test_film_roles_and_errors():
     three = {"text": 4, "image": 6, "audio": 2}
     with pytest.raises(ValueError, match="set modulated= explicitly"):
         build_fusion("film", three, 8)
+    with pytest.raises(ValueError, match=r"pool must be one of \['mean', 'max'\], got 'sum'"):
+        build_fusion("film", dims, 8, pool="sum")
     with pytest.warns(UserWarning, match="audio"):
         fusion = build_fusion("film", three, 8, modulated="image")
     assert fusion.in_dims == {"image": 6, "text": 4}
