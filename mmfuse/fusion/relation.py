@@ -10,8 +10,9 @@ from torch import Tensor, nn
 
 from mmfuse.encoders.base import EncoderOutput
 from mmfuse.fusion.base import FusionOutput, check_inputs, register_fusion
+from mmfuse.layers import masked_max
 
-REDUCTIONS = ("sum", "mean")
+REDUCTIONS = ("sum", "mean", "max")
 
 
 @register_fusion("relation")
@@ -34,8 +35,10 @@ class RelationFusion(nn.Module):
 
     Pairs that involve a padded token are excluded (the pair grid is masked; padded tokens are also
     zeroed before ``g``, so their content never enters). ``reduction="sum"`` is the paper's; its
-    scale grows with ``N^2``, so ``"mean"`` (over the valid pairs) is offered too. A row without any
-    valid token sums to zero: ``pooled = f_phi(0)``.
+    scale grows with ``N^2``, so ``"mean"`` (over the valid pairs) is offered too, and ``"max"`` (per
+    channel, over the valid pairs): "the shape of the object closest to the red one" is then the channel
+    of ``g(red, o_j, q)`` that peaks at a near ``o_j``, kept whole instead of summed with 624 others. A row
+    without any valid token gives zero: ``pooled = f_phi(0)``.
 
     Coordinates: the paper appends each object's (x, y) position; ViT patch tokens already carry
     position embeddings, so none are added here.
@@ -53,7 +56,7 @@ class RelationFusion(nn.Module):
     Args:
         g_layers: layers of ``g_theta`` (>= 1; the first is the decomposed one).
         g_dim: width of ``g_theta`` and of ``f_phi``'s hidden layer.
-        reduction: ``"sum"`` (the paper) or ``"mean"`` over the valid pairs.
+        reduction: ``"sum"`` (the paper), ``"mean"`` or ``"max"`` over the valid pairs.
         dropout: dropout in ``f_phi`` (the paper uses 0.5 there).
         context: the modality whose tokens are the objects (default ``"image"``).
         question: the modality whose pooled vector conditions ``g`` (default ``"text"``).
@@ -119,6 +122,8 @@ class RelationFusion(nn.Module):
         h = torch.relu(a[:, :, None] + b[:, None, :] + self.g_q(q)[:, None, None])  # [B, N, N, g]
         h = self.g_rest(h)
         pairs = (mask[:, :, None] & mask[:, None, :]).flatten(1)  # [B, N*N] bool
+        if self.reduction == "max":
+            return FusionOutput(pooled=self.f(masked_max(h.flatten(1, 2), pairs)))
         # masked sum as one batched matmul: no masked copy of the pair grid (padded pairs are finite)
         total = torch.einsum("bpg,bp->bg", h.flatten(1, 2), pairs.to(h.dtype))  # [B, g]
         if self.reduction == "mean":

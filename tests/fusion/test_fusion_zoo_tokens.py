@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -41,15 +43,16 @@ def relu(x: list) -> list:
 
 
 def relation_by_loops(reduction: str) -> list[float]:
-    """RN(O, q) = f(sum_{i,j} g([o_i; o_j; q])), written out pair by pair over the valid tokens."""
+    """RN(O, q) = f(sum_{i,j} g([o_i; o_j; q])) (or mean, or per-channel max), written out pair by pair
+    over the valid tokens."""
     out = []
     for tokens, mask, q in zip(IMAGE, IMAGE_MASK, Q):
         objects = [o for o, valid in zip(tokens, mask) if valid]
-        total, pairs = [0.0, 0.0], 0
+        total, pairs = [0.0, 0.0] if reduction != "max" else [-math.inf, -math.inf], 0
         for oi in objects:
             for oj in objects:
                 h = relu(linear(G2_W, G2_B, relu(linear(G1_W, G1_B, oi + oj + q))))
-                total = [t + v for t, v in zip(total, h)]
+                total = [max(t, v) if reduction == "max" else t + v for t, v in zip(total, h)]
                 pairs += 1
         if reduction == "mean":
             total = [t / pairs for t in total]
@@ -72,7 +75,7 @@ def hand_set_relation(reduction: str):
     return fusion
 
 
-@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("reduction", ["sum", "mean", "max"])
 def test_relation_equals_an_explicit_double_loop_over_valid_pairs(reduction):
     fusion = hand_set_relation(reduction)
     inputs = {"image": enc(IMAGE, IMAGE_MASK), "text": enc([[[9.0]], [[9.0]]], [[True], [True]], Q)}
@@ -88,8 +91,8 @@ def test_relation_equals_an_explicit_double_loop_over_valid_pairs(reduction):
 def test_relation_hand_check_is_not_trivial():
     """The loop reference separates sum from mean and sees the question (else the test above could pass
     on a fusion ignoring either)."""
-    s, m = relation_by_loops("sum"), relation_by_loops("mean")
-    assert all(abs(a - b) > 0.1 for a, b in zip(s, m))
+    s, m, x = relation_by_loops("sum"), relation_by_loops("mean"), relation_by_loops("max")
+    assert all(min(abs(a - b), abs(a - c), abs(b - c)) > 0.1 for a, b, c in zip(s, m, x))
     fusion = hand_set_relation("sum")
     image = enc(IMAGE, IMAGE_MASK)
     a = fusion({"image": image, "text": enc([[[0.0]], [[0.0]]], [[True], [True]], Q)}).pooled
@@ -107,7 +110,7 @@ def test_relation_index_must_have_one_row_per_question():
 
 
 @pytest.mark.parametrize("hparams,match", [
-    ({"reduction": "max"}, "reduction"),
+    ({"reduction": "min"}, r"reduction must be one of \['sum', 'mean', 'max'\]"),
     ({"g_layers": 0}, "g_layers"),
     ({"g_dim": 0}, "g_dim"),
     ({"context": "video"}, "context.*video"),
