@@ -4,6 +4,7 @@ best two trained rows. A helper module beside that tool (imported as ``_rl_bench
 
 from __future__ import annotations
 
+import csv
 import json
 import statistics
 from pathlib import Path
@@ -39,6 +40,24 @@ def _closed(paired: list[tuple[dict, dict]], key: str, greedy: str) -> str:
     return _span([100 * g for g in gaps], ".0f", "%") if gaps else "n/a"
 
 
+def advantage_share(metrics_csv: Path) -> float | None:
+    """Median over the logged training steps of ``rl/advantage_ms / rl/step_ms`` in %: the estimator's share of a
+    whole RL step (rollout, scoring, advantages and the PPO updates). None when the run logged no timing."""
+    if not metrics_csv.is_file():
+        return None
+    with metrics_csv.open(newline="") as f:
+        shares = [100 * float(r["rl/advantage_ms"]) / float(r["rl/step_ms"]) for r in csv.DictReader(f)
+                  if r.get("rl/advantage_ms") and r.get("rl/step_ms") and float(r["rl/step_ms"]) > 0]
+    return statistics.median(shares) if shares else None
+
+
+def _share(run: dict) -> float | None:
+    """A run's advantage share; rows saved before the share was recorded read it from their own logs."""
+    if "advantage_share" in run or run["id"] == "start" or not run.get("run_dir"):
+        return run.get("advantage_share")
+    return advantage_share(Path(run["run_dir"]) / "logs" / "metrics.csv")
+
+
 def table(rows: list[dict], task: str = "easy_vqa") -> str:
     """One line per row id (mean over seeds, range in brackets). The gap closed and the greedy change of a seed
     are measured against the supervised start scored with the same seed; colour_order adds the mean reward of the
@@ -47,12 +66,13 @@ def table(rows: list[dict], task: str = "easy_vqa") -> str:
     order = task == "colour_order"
     extra = " greedy reward | sampled reward | reward gap closed |" if order else ""
     lines = [f"| run | greedy acc | sampled acc (T=1) | gap closed | greedy change |{extra} KL to ref (nats/answer) "
-             "| fit (min) | sampled answers/s |", "|---|---|---|---|---|" + "---|" * (3 * order) + "---|---|---|"]
+             "| fit (min) | sampled answers/s | advantage time (% of step) |",
+             "|---|---|---|---|---|" + "---|" * (3 * order) + "---|---|---|---|"]
     for row in ROWS:
         runs = [r for r in rows if r["id"] == row]
         if not runs:
             continue
-        closed = change = rate = rcl = ""
+        closed = change = rate = rcl = share = ""
         paired = [(r, starts[r["seed"]]) for r in runs if r["seed"] in starts]
         if row != "start" and paired:
             closed = _closed(paired, "sampled", "greedy")
@@ -60,6 +80,9 @@ def table(rows: list[dict], task: str = "easy_vqa") -> str:
             rcl = _closed(paired, "sampled_reward", "greedy_reward")
         if runs[0]["rollouts_per_s"]:
             rate = f"{statistics.median(r['rollouts_per_s'] for r in runs):.0f}"
+        shares = [x for x in map(_share, runs) if x is not None]
+        if shares:
+            share = _span(shares, ".2f", "%")
         cells = ""
         if order:
             rewards = [[r[k] for r in runs if r.get(k) is not None] for k in ("greedy_reward", "sampled_reward")]
@@ -67,7 +90,7 @@ def table(rows: list[dict], task: str = "easy_vqa") -> str:
         lines.append(f"| {runs[0]['name']} | {_span([r['greedy'] for r in runs], '.2f')} "
                      f"| {_span([r['sampled'] for r in runs], '.2f')} | {closed} | {change} |{cells} "
                      f"{_span([r['kl'] for r in runs], '.3f')} "
-                     f"| {statistics.fmean(r['fit_seconds'] for r in runs) / 60:.1f} | {rate} |")
+                     f"| {statistics.fmean(r['fit_seconds'] for r in runs) / 60:.1f} | {rate} | {share} |")
     return "\n".join(lines) + "\n"
 
 

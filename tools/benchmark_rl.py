@@ -44,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _rl_bench import DEFAULT_ROWS, GROUP, PAIRED, ROWS, paired, paired_line, table  # beside this tool
+from _rl_bench import DEFAULT_ROWS, GROUP, PAIRED, ROWS, advantage_share, paired, paired_line, table  # beside this tool
 from bench_common import REPO, add_seeds_arg, add_sweep_args, run_logged, split_only, sweep
 
 sys.path.insert(0, str(REPO))
@@ -145,7 +145,8 @@ def run_row(row: str, seed: int, config: str, init: str, out: Path, extra: list[
             "G": g, "questions_per_batch": base // g, "batches": n if trained else 0,
             "sampled_answers": n * base if trained else 0,
             # sampled answers per second of training batches: rollout, scoring and the updates together
-            "rollouts_per_s": m["train_samples_per_s"] * g if trained else None}
+            "rollouts_per_s": m["train_samples_per_s"] * g if trained else None,
+            "advantage_share": advantage_share(run_dir / "logs" / "metrics.csv") if trained else None}
 
 
 def main(argv: list[str] | None = None) -> int:

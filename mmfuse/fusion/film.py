@@ -24,7 +24,8 @@ class FiLMFusion(nn.Module):
         [Δγ; β] = W_c c + b_c        (Linear(in_dims[condition], 2*dim): first half Δγ, second half β)
         γ = 1 + Δγ                   (so a zero generator is the identity: γ = 1, β = 0)
         u_i = W_x x_i + b_x          (tokens projected to dim; padded tokens zeroed first, never read)
-        y_i = γ ⊙ u_i + β            (residual=False, the default: the FiLM layer alone)
+        y_i = γ ⊙ u_i + β            (residual=False, relu=False, the default: the FiLM layer alone)
+        y_i = ReLU(γ ⊙ u_i + β)      (relu=True: the FiLM layer and the paper's ReLU after it)
         y_i = u_i + ReLU(γ ⊙ u_i + β)  (residual=True: the paper's ResBlock tail, without its convs and BN)
         pooled = mean_i y_i         (pool="mean", the default), or
         pooled = max_i y_i          (pool="max": per channel, over the real tokens)
@@ -41,6 +42,11 @@ class FiLMFusion(nn.Module):
         modulated: the modality whose tokens are modulated; None = the single modality other than
             ``condition`` (an error if there are several). Other modalities in ``in_dims`` are ignored.
         residual: ``u + ReLU(FiLM(u))`` instead of ``FiLM(u)``.
+        relu: ``ReLU(FiLM(u))`` (ignored with ``residual``, whose ReLU is already there). With
+            ``pool="max"`` this is the form that selects by the question: a max over the linear
+            ``γ ⊙ u_i + β`` is ``γ ⊙ max_i u_i + β`` wherever ``γ > 0`` (the modulation commutes with the
+            max, so the question cannot choose the token), and with ``residual`` the unmodulated ``u_i``
+            competes in the max.
         dropout: dropout on the modulated tokens.
         pool: ``"mean"`` or ``"max"`` over the real tokens. Max keeps the one token a question asks
             about (a per-channel hard attention); a mean dilutes it over the N tokens. On Sort-of-CLEVR's
@@ -58,6 +64,7 @@ class FiLMFusion(nn.Module):
         residual: bool = False,
         dropout: float = 0.0,
         pool: str = "mean",
+        relu: bool = False,
     ) -> None:
         super().__init__()
         condition, modulated = pick_pair("film", in_dims, condition, modulated, ("condition", "modulated"))
@@ -65,7 +72,7 @@ class FiLMFusion(nn.Module):
             raise ValueError(f"film fusion: pool must be one of {list(POOLS)}, got {pool!r}")
         self.condition, self.modulated, self.pool = condition, modulated, pool
         self.in_dims = {m: int(in_dims[m]) for m in sorted((condition, modulated))}
-        self.dim, self.residual = dim, residual
+        self.dim, self.residual, self.relu = dim, residual, relu
         self.proj = nn.Linear(self.in_dims[modulated], dim)  # W_x
         self.film = nn.Linear(self.in_dims[condition], 2 * dim)  # W_c: [Δγ; β]
         self.dropout = nn.Dropout(dropout)
@@ -79,6 +86,8 @@ class FiLMFusion(nn.Module):
         y = (1 + d_gamma) * u + beta
         if self.residual:
             y = u + torch.relu(y)
+        elif self.relu:
+            y = torch.relu(y)
         y = self.dropout(y).masked_fill(~mask[..., None], 0.0)
         pooled = masked_max(y, mask) if self.pool == "max" else masked_mean(y, mask)
         return FusionOutput(pooled=pooled, tokens=y, mask=mask)

@@ -5,6 +5,7 @@ REINFORCE) and a KL leash to the frozen supervised policy."""
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -177,8 +178,15 @@ class RLSystem(BaseSystem):
         return dynamic_sampling(self, first)
 
     # -- training ---------------------------------------------------------------------------------------
+    def _clock(self) -> float:
+        """Seconds, after the device's queued work is done (so a CUDA kernel is timed where it runs)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         r = self.rl
+        start = self._clock()
         roll, fused = self.rollout(batch)
         parts = [Part(batch, fused, group_rows(fused.pooled.shape[0], self.group, self.device), roll)]
         counts: dict[str, int] = {}
@@ -186,10 +194,12 @@ class RLSystem(BaseSystem):
             parts, counts = self.dynamic_sampling(parts[0])
         beta = self.kl_ctl.value  # the β these rewards were shaped with (or the KL loss is weighted by)
         stats: dict[str, list[Tensor]] = {}
-        train, ret = None, None
+        train, ret, advantage_s = None, None, 0.0
         if parts:  # else every group was uniform and no refill helped: no update this step
             train = cat_rollouts([p.roll for p in parts], self.generator.pad_id)  # [N, T] the answers trained on
+            t0 = self._clock()
             est = self.advantages(train)
+            advantage_s = self._clock() - t0  # the estimator alone (GAE's backward scan, or a group's statistics)
             ret = est.returns
             self._update(parts, train, est, beta, stats)
         seq_kl = roll.kl.sum(1)  # [B * G] logged over the batch's own answers, kept or not
@@ -205,6 +215,10 @@ class RLSystem(BaseSystem):
         })
         if train is not None and ret is not None:
             logged["rl/explained_variance"] = explained_variance(train.values, ret, train.mask)
+        if train is not None:
+            # the step: rollout, scoring, advantages and every PPO epoch's updates (tools/benchmark_rl.py's share)
+            logged["rl/advantage_ms"] = torch.tensor(1e3 * advantage_s)
+            logged["rl/step_ms"] = torch.tensor(1e3 * (self._clock() - start))
         for key, value in logged.items():
             self.log(key, value.float(), on_step=True, on_epoch=False, batch_size=n, prog_bar=key == "rl/score")
 

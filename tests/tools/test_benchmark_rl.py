@@ -50,6 +50,9 @@ def test_equal_budget_rows_table_pairing_plot_and_resume(tmp_path: Path) -> None
         logs = (Path(row["run_dir"]) / "logs" / "metrics.csv").read_text().splitlines()
         logged = [r for r in csv.DictReader(logs) if r.get("rl/score")]
         assert len(logged) == 3
+        # every step timed: the estimator's share of it, as the table's median
+        shares = [100 * float(r["rl/advantage_ms"]) / float(r["rl/step_ms"]) for r in logged]
+        assert all(0 < x < 100 for x in shares) and row["advantage_share"] == pytest.approx(sorted(shares)[1])
         answers = json.loads((Path(row["run_dir"]) / "eval_test" / "sampled_answers.json").read_text())
         assert len(answers) == 12 and sum(a["score"] for a in answers) / 12 == pytest.approx(row["sampled"] / 100)
     pair = saved[-1]
@@ -68,16 +71,17 @@ def row(bench: Any, id_: str, seed: int, sampled: float, greedy_reward: float | 
         sampled_reward: float | None = None, run_dir: str = "") -> dict:
     return {"id": id_, "name": bench.ROWS[id_][0], "seed": seed, "greedy": 90.0, "sampled": sampled, "kl": 0.1,
             "fit_seconds": 60, "rollouts_per_s": None if id_ == "start" else 100.0, "greedy_reward": greedy_reward,
-            "sampled_reward": sampled_reward, "run_dir": run_dir}
+            "sampled_reward": sampled_reward, "run_dir": run_dir,
+            "advantage_share": None if id_ == "start" else 0.5}
 
 
 def test_colour_order_table_has_the_reward_columns(bench: Any) -> None:
     rows = [row(bench, "start", 0, 70.0, 0.9, 0.7), row(bench, "rloo", 0, 80.0, 0.92, 0.85)]
     lines = bench.table(rows, "colour_order").splitlines()
     assert "| greedy reward | sampled reward | reward gap closed |" in lines[0]
-    assert lines[1].count("---") == 11 and lines[2].count("|") == lines[0].count("|")
+    assert lines[1].count("---") == 12 and lines[2].count("|") == lines[0].count("|")
     # accuracy gap (80 - 70) / (90 - 70) = 50%; reward gap (0.85 - 0.7) / (0.9 - 0.7) = 75%
-    assert lines[3] == "| RLOO (G=4) | 90.00 | 80.00 | 50% | +0.00 | 0.920 | 0.850 | 75% | 0.100 | 1.0 | 100 |"
+    assert lines[3] == "| RLOO (G=4) | 90.00 | 80.00 | 50% | +0.00 | 0.920 | 0.850 | 75% | 0.100 | 1.0 | 100 | 0.50% |"
     assert "reward" not in bench.table(rows)  # easy_vqa: the README's columns
 
 
