@@ -48,10 +48,9 @@ class FiLMFusion(nn.Module):
             max, so the question cannot choose the token), and with ``residual`` the unmodulated ``u_i``
             competes in the max.
         dropout: dropout on the modulated tokens.
-        pool: ``"mean"`` or ``"max"`` over the real tokens. Max keeps the one token a question asks
-            about (a per-channel hard attention); a mean dilutes it over the N tokens. On Sort-of-CLEVR's
-            "is the red object on the left?" a question-modulated max over cells with coordinates learns
-            where the mean stays near chance (README "Sort-of-CLEVR").
+        pool: ``"mean"`` or ``"max"`` over the real tokens. Max keeps the strongest token of each channel
+            whole (a per-channel hard selection) where a mean divides it by N; its gradient reaches only that
+            token. Use it with ``relu`` (see there).
     """
 
     def __init__(
