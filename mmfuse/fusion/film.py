@@ -42,11 +42,11 @@ class FiLMFusion(nn.Module):
         modulated: the modality whose tokens are modulated; None = the single modality other than
             ``condition`` (an error if there are several). Other modalities in ``in_dims`` are ignored.
         residual: ``u + ReLU(FiLM(u))`` instead of ``FiLM(u)``.
-        relu: ``ReLU(FiLM(u))`` (ignored with ``residual``, whose ReLU is already there). With
-            ``pool="max"`` this is the form that selects by the question: a max over the linear
-            ``γ ⊙ u_i + β`` is ``γ ⊙ max_i u_i + β`` wherever ``γ > 0`` (the modulation commutes with the
-            max, so the question cannot choose the token), and with ``residual`` the unmodulated ``u_i``
-            competes in the max.
+        relu: ``ReLU(FiLM(u))`` (ignored with ``residual``, whose ReLU is already there). Note for
+            ``pool="max"``: per channel, the max over tokens of any increasing function of ``γ u_i + β`` is
+            that function of ``γ max_i u_i + β`` (of the min where ``γ < 0``), so the question chooses
+            *channels*, never tokens; a token is singled out only by channels of ``u`` that already
+            combine what the question asks about (e.g. a colour detector plus a coordinate).
         dropout: dropout on the modulated tokens.
         pool: ``"mean"`` or ``"max"`` over the real tokens. Max keeps the strongest token of each channel
             whole (a per-channel hard selection) where a mean divides it by N; its gradient reaches only that
