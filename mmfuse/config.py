@@ -55,6 +55,7 @@ def _choices() -> dict[str, Callable[[], Sequence[str]]]:
     from mmfuse.data.splits import SPLITS
     from mmfuse.encoders.stems import STEMS
     from mmfuse.encoders.temporal import list_temporal_poolings
+    from mmfuse.encoders.text import TEXT_POOLS
     from mmfuse.encoders.video import VIDEO_OUTPUTS
     from mmfuse.encoders.vision import POOLS, POS_EMBEDS
     from mmfuse.fusion import list_fusions
@@ -87,6 +88,7 @@ def _choices() -> dict[str, Callable[[], Sequence[str]]]:
         "model.image.stem": lambda: list(STEMS),
         "model.image.pos_embed": lambda: list(POS_EMBEDS),
         "model.image.pool": lambda: list(POOLS),
+        "model.text.pool": lambda: list(TEXT_POOLS),
         "trainer.logger": lambda: LOGGERS,
         "checkpoint.mode": lambda: CHECKPOINT_MODES,
         "eval.split": lambda: SPLITS,

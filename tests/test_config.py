@@ -40,6 +40,8 @@ def test_bad_choices_list_valid_ones() -> None:
         load_config(None, ["model.fusion.name=nope"])
     with pytest.raises(ConfigError, match="data.source.*easy_vqa"):
         load_config(None, ["data.source=coco"])
+    with pytest.raises(ConfigError, match="model.text.pool.*valid choices: mean, max, cls"):
+        load_config(None, ["model.text.pool=sum"])
     with pytest.raises(ConfigError, match="data.augment.*hflip"):
         load_config(None, ["data.augment=[flip]"])
     with pytest.raises(ConfigError, match=r"model.fusion.hparams.num_layerz.*num_layers"):

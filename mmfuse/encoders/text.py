@@ -9,7 +9,9 @@ from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 
 from mmfuse.encoders.base import EncoderOutput
-from mmfuse.layers import masked_mean
+from mmfuse.layers import masked_max, masked_mean
+
+TEXT_POOLS = ("mean", "max", "cls")
 
 
 class TextEncoder(nn.Module):
@@ -24,11 +26,14 @@ class TextEncoder(nn.Module):
         freeze: stop gradients into the encoder.
         dedupe: encode each distinct question of a batch once (templated benchmarks; see
             ``_encode_distinct``: same values, different float rounding, so off by default).
+        pool: the question vector: ``"mean"`` (masked mean of the token states, the default), ``"max"``
+            (per-channel max over the real tokens: one word that differs between two questions, such as a
+            colour, keeps its whole weight instead of 1/length of it) or ``"cls"`` (the first token's state).
 
     Shapes:
         ``forward(input_ids [B,L], attention_mask [B,L])`` → tokens ``[B,L,D]``, mask ``[B,L]``
-        bool, pooled ``[B,D]`` (masked mean of the token states: unlike BERT's CLS pooler it
-        needs no pre-training to be meaningful).
+        bool, pooled ``[B,D]`` (``pool``; the default masked mean of the token states, unlike BERT's CLS
+        pooler, needs no pre-training to be meaningful).
     """
 
     def __init__(
@@ -39,8 +44,12 @@ class TextEncoder(nn.Module):
         pad_token_id: int = 0,
         freeze: bool = False,
         dedupe: bool = False,
+        pool: str = "mean",
     ) -> None:
         super().__init__()
+        if pool not in TEXT_POOLS:
+            raise ValueError(f"unknown text pool {pool!r}; valid: {', '.join(TEXT_POOLS)}")
+        self.pool = pool
         self.is_pretrained = pretrained is not None
         if pretrained is not None:
             self.bert = BertModel.from_pretrained(pretrained, add_pooling_layer=False)
@@ -59,7 +68,12 @@ class TextEncoder(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> EncoderOutput:
         tokens = self._encode_distinct(input_ids, attention_mask)  # [B,L,D]
         mask = attention_mask.bool()  # [B,L]
-        pooled = masked_mean(tokens, mask, dim=1)  # [B,D]
+        if self.pool == "max":
+            pooled = masked_max(tokens, mask)  # [B,D]
+        elif self.pool == "cls":
+            pooled = tokens[:, 0]  # [B,D]
+        else:
+            pooled = masked_mean(tokens, mask, dim=1)  # [B,D]
         return EncoderOutput(tokens, mask, pooled)
 
     def _encode_distinct(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:

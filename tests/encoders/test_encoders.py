@@ -25,6 +25,26 @@ def test_text_encoder_shapes_and_padding_invariance() -> None:
     torch.testing.assert_close(alone.pooled, out.pooled[1:], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("pool", ["mean", "max", "cls"])
+def test_text_pool_reads_the_token_states_of_the_real_tokens(pool: str) -> None:
+    torch.manual_seed(0)
+    enc = TextEncoder(config=BERT, vocab_size=50, pool=pool).eval()
+    ids = torch.tensor([[2, 7, 9, 3], [2, 8, 3, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    out = enc(ids, mask)
+    for row, n in ((0, 4), (1, 3)):  # the padded state of row 1 never enters its pooled vector
+        real = out.tokens[row, :n]
+        expected = {"mean": real.mean(0), "max": real.amax(0), "cls": real[0]}[pool]
+        torch.testing.assert_close(out.pooled[row], expected)
+    if pool != "mean":  # a different vector from the mean of the same states
+        assert (out.pooled[0] - out.tokens[0].mean(0)).abs().max() > 1e-3
+
+
+def test_text_pool_unknown_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown text pool 'sum'; valid: mean, max, cls"):
+        TextEncoder(config=BERT, vocab_size=50, pool="sum")
+
+
 def test_text_encoder_from_local_directory(tmp_path: Path) -> None:
     ref = BertModel(BertConfig(vocab_size=60, **BERT), add_pooling_layer=False).eval()
     ref.save_pretrained(tmp_path / "bert")
