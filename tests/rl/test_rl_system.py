@@ -171,12 +171,16 @@ def test_benchmark_table_and_smoothing(monkeypatch: pytest.MonkeyPatch) -> None:
                 "fit_seconds": 120, "rollouts_per_s": rate}
 
     rows = [row("start", 0, 96.0, 86.0, 0.0, None), row("ppo", 0, 95.7, 94.0, 0.25, 300.0)]
-    assert bench.table(rows).splitlines()[3] == "| PPO, GAE λ=0.95 | 95.70 | 94.00 | 80% | -0.30 | 0.250 | 2.0 | 300 |"
+    # a run saved without the advantage timing (and no logs to read it from) leaves that cell empty
+    assert bench.table(rows).splitlines()[3] == ("| PPO, GAE λ=0.95 | 95.70 | 94.00 | 80% | -0.30 | 0.250 | 2.0 "
+                                                "| 300 |  |")
+    rows[1]["advantage_share"] = 0.04
     rows += [row("start", 1, 96.0, 88.0, 0.0, None), row("ppo", 1, 96.5, 95.0, 0.35, 200.0)]
+    rows[-1]["advantage_share"] = 0.08
     # seed 1 closes (95 - 88) / (96 - 88) = 87.5% of its own gap; means over seeds, ranges in brackets
     assert bench.table(rows).splitlines()[3] == ("| PPO, GAE λ=0.95 | 96.10 (95.70–96.50) | 94.50 (94.00–95.00) "
                                                 "| 84% (80–88%) | +0.10 (-0.30–+0.50) | 0.300 (0.250–0.350) "
-                                                "| 2.0 | 250 |")
+                                                "| 2.0 | 250 | 0.06% (0.04–0.08%) |")
     assert smooth([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
 
 
