@@ -50,7 +50,7 @@ class FiLMFusion(nn.Module):
         dropout: dropout on the modulated tokens.
         pool: ``"mean"`` or ``"max"`` over the real tokens. Max keeps the strongest token of each channel
             whole (a per-channel hard selection) where a mean divides it by N; its gradient reaches only that
-            token. Use it with ``relu`` (see there).
+            token (see ``relu`` for what the question can choose under a max).
     """
 
     def __init__(

@@ -114,6 +114,16 @@ def test_film_exact_values(residual, tokens):
     torch.testing.assert_close(pool_max(film_inputs()).pooled[0], expected.amax(0))
 
 
+def test_film_relu_is_relu_of_the_film_layer():
+    fusion = build_fusion("film", {"text": 2, "image": 2}, 2, relu=True).eval()
+    set_linear(fusion.proj, [[1.0, 0.0], [0.0, 1.0]])
+    set_linear(fusion.film, [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 0.0]], [0.0, -0.5, 0.0, -1.0])
+    # as test_film_exact_values: γ u + β = [4, 1], [8, -2]; ReLU zeroes the -2
+    out = fusion(film_inputs())
+    torch.testing.assert_close(out.tokens[0, :2], torch.tensor([[4.0, 1.0], [8.0, 0.0]]))
+    torch.testing.assert_close(out.pooled[0], torch.tensor([6.0, 0.5]))
+
+
 def test_film_max_pool_gradient_goes_to_the_winning_token_only():
     fusion = build_fusion("film", {"text": 2, "image": 2}, 2, pool="max").eval()
     set_linear(fusion.proj, [[1.0, 0.0], [0.0, 1.0]])
