@@ -53,7 +53,6 @@ def masked_mean(x: Tensor, mask: Tensor | None = None, dim: int | None = None, k
     return total.sum(dim, keepdim=keepdim) / count
 
 
-
 def masked_max(x: Tensor, mask: Tensor) -> Tensor:
     """Element-wise max of ``tokens [B, N, D]`` over the valid tokens of ``mask [B, N]`` → ``[B, D]``.
 
@@ -64,6 +63,7 @@ def masked_max(x: Tensor, mask: Tensor) -> Tensor:
     valid = mask.to(x.device).bool()[..., None]  # [B, N, 1]
     out = x.masked_fill(~valid, float("-inf")).amax(1)  # [B, D]
     return torch.where(valid.any(1), out, out.new_zeros(()))
+
 
 class MaskedAttention(nn.Module):
     """Multi-head attention of queries ``x`` over a context ``ctx`` whose padded positions are masked.

@@ -37,7 +37,7 @@ class RelationFusion(nn.Module):
     zeroed before ``g``, so their content never enters). ``reduction="sum"`` is the paper's; its
     scale grows with ``N^2``, so ``"mean"`` (over the valid pairs) is offered too, and ``"max"`` (per
     channel, over the valid pairs): "the shape of the object closest to the red one" is then the channel
-    of ``g(red, o_j, q)`` that peaks at a near ``o_j``, kept whole instead of summed with 624 others. A row
+    of ``g(red, o_j, q)`` that peaks at a near ``o_j``, kept whole instead of summed with the other N² − 1 pairs. A row
     without any valid token gives zero: ``pooled = f_phi(0)``.
 
     Coordinates: the paper appends each object's (x, y) position; ViT patch tokens already carry
