@@ -31,6 +31,10 @@ OPEN_NODES = {
     "model.text.config", "model.image.kwargs", "model.fusion.hparams", "model.video.hparams", "loss.options",
 }
 
+# Open nodes merged key by key like the rest: `model.text.config.num_hidden_layers=2` changes that BertConfig field
+# only (replacing the node would drop hidden_size and the rest to BertConfig's 768-wide, 12-layer defaults).
+MERGED_OPEN_NODES = {"model.text.config"}
+
 # Keys that moved: an old config gets the new place in the error instead of a bare "unknown key".
 MOVED = {"model.head": "tasks.vqa (hidden, dropout, loss)"}
 
@@ -250,8 +254,8 @@ def load_config(
     _validate(user, base)  # type: ignore[arg-type]
     merged = OmegaConf.merge(base, user)
     # Open nodes are replaced, not merged, so a user mapping never inherits stale defaults
-    # of another source or fusion.
-    for path in OPEN_NODES:
+    # of another source or fusion (the BertConfig fields are one model's: merged).
+    for path in OPEN_NODES - MERGED_OPEN_NODES:
         val = OmegaConf.select(user, path, default="__absent__")
         if not (isinstance(val, str) and val == "__absent__"):
             OmegaConf.update(merged, path, val, merge=False)

@@ -26,6 +26,7 @@ RANGES: dict[str, tuple[str, str]] = {
     "data.limit_questions": ("int", ">= 1"),
     "data.sampling_temperature": ("number", "> 0"),
     "model.text.tokenizer_vocab_size": ("int", ">= 1"),
+    "model.text.embed_init_std": ("number", "> 0"),
     "model.image.img_size": ("int", ">= 1"),
     "model.image.patch_size": ("int", ">= 1"),
     "model.fusion.dim": ("int", ">= 1"),

@@ -202,7 +202,8 @@ def build_model(model_cfg: Mapping[str, Any], num_answers: int | None = None, te
     if "text" in modalities:
         text = TextEncoder(pretrained=t["pretrained"], config=dict(t["config"]), vocab_size=text_vocab_size,
                            pad_token_id=pad_token_id, freeze=t["freeze"],
-                           dedupe=bool(t.get("dedupe", False)), pool=str(t.get("pool", "mean")))
+                           dedupe=bool(t.get("dedupe", False)), pool=str(t.get("pool", "mean")),
+                           embed_init_std=t.get("embed_init_std"))
     image: VisionEncoder | VideoEncoder | None = None  # the ViT, wrapped for clips below when video is enabled
     if "image" in modalities:
         image = build_vision_encoder(i)

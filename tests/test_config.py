@@ -22,6 +22,16 @@ def test_base_defaults_and_override_order(tmp_path: Path) -> None:
     assert load_config().model.fusion.name == "cross_attention"
 
 
+def test_one_bert_field_override_keeps_the_other_fields() -> None:
+    base = load_config()
+    cfg = load_config(None, ["model.text.config.num_hidden_layers=2", "model.text.config.initializer_range=0.1"])
+    text = dict(cfg.model.text.config)
+    assert text["num_hidden_layers"] == 2 and text["initializer_range"] == 0.1  # any BertConfig field
+    assert text["hidden_size"] == base.model.text.config.hidden_size == 128  # not BertConfig's 768 default
+    assert {k: v for k, v in text.items() if k not in ("num_hidden_layers", "initializer_range")} == \
+        {k: v for k, v in base.model.text.config.items() if k != "num_hidden_layers"}
+
+
 def test_unknown_key_names_key_and_valid_keys() -> None:
     with pytest.raises(ConfigError) as e:
         load_config(None, ["optim.lrr=0.1"])

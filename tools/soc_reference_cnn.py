@@ -11,6 +11,11 @@ over the 25 cells, then an MLP on [pooled; question]. The question is the one-ho
 mmfuse's VisionEncoder as the Sort-of-CLEVR config builds it (80 px, conv stem, depth 0, coordinates appended).
 Adam, batch 64, one CPU thread; prints the validation accuracy per question type after every epoch.
 
+Swapping in mmfuse's parts one at a time bisects a gap: ``--mmfuse-text LAYERS`` (the BERT TextEncoder, 128 wide,
+``--text-pool``, ``--text-embed-std``), ``--mmfuse-head`` (the ClassifierHead), ``--qdim`` (the width of the
+words / one-hot question), ``--no-q-head`` (the MLP reads the pooled cells only), or ``--mmfuse-model CONFIG
+[key=value ...]`` (mmfuse's whole model, ``build_model`` of that config, trained by this loop).
+
 It exists to split "the data or the task is hard" from "mmfuse's pipeline is slow to learn it" (README
 "Sort-of-CLEVR").
 """
@@ -70,10 +75,27 @@ class Reference(nn.Module):
             self.cnn = nn.Sequential(*layers)
             cells = 34
         self.proj = nn.Linear(cells, 64)
-        self.emb = nn.Embedding(100, 12, padding_idx=0)
-        self.norm = nn.LayerNorm(12)
-        self.film = nn.Linear(12, 128)
-        self.out = nn.Sequential(nn.Linear(64 + 12, 128), nn.ReLU(), nn.Linear(128, answers))
+        self.emb = nn.Embedding(100, args.qdim, padding_idx=0)
+        self.norm = nn.LayerNorm(args.qdim)
+        q = args.qdim
+        self.text = None
+        if args.mmfuse_text is not None:
+            from mmfuse.encoders.text import TextEncoder
+
+            bert = {"hidden_size": 128, "num_hidden_layers": int(args.mmfuse_text), "num_attention_heads": 4,
+                    "intermediate_size": 256, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+                    "max_position_embeddings": 64}  # configs/base.yaml's model.text.config
+            self.text = TextEncoder(config=bert,
+                                    vocab_size=100, pad_token_id=0, pool=args.text_pool,
+                                    embed_init_std=args.text_embed_std)
+            q = 128
+        self.film = nn.Linear(q, 128)
+        if args.mmfuse_head:
+            from mmfuse.heads import ClassifierHead
+
+            self.head = ClassifierHead(64 + q * (not args.no_q_head), answers)
+        else:
+            self.out = nn.Sequential(nn.Linear(64 + q * (not args.no_q_head), 128), nn.ReLU(), nn.Linear(128, answers))
 
     def cells(self, x: Tensor) -> Tensor:
         """``[B, 3, 75, 75]`` → ``[B, 25, C]`` cell features with (x, y) in [-1, 1] as the last two channels."""
@@ -88,17 +110,44 @@ class Reference(nn.Module):
         return torch.cat([f, grid], 1).flatten(2).transpose(1, 2)
 
     def forward(self, x: Tensor, colour: Tensor, qtype: Tensor, words: Tensor) -> Tensor:
-        if self.args.question == "words":
+        if self.text is not None:
+            q = self.text(words, (words > 0).long()).pooled  # [B, 128]
+        elif self.args.question == "words":
             valid = (words > 0).float()[..., None]
             q = self.norm((self.emb(words) * valid).sum(1) / valid.sum(1))  # [B, 12]
         else:
             q = torch.cat([F.one_hot(colour, 6), F.one_hot(qtype, 6)], 1).float()
+            q = F.pad(q, (0, self.args.qdim - 12))
         gamma, beta = self.film(q)[:, None].chunk(2, -1)  # [B, 1, 64] each
         if self.args.no_film:
             gamma, beta = gamma * 0, beta * 0
         h = torch.relu((1 + gamma) * self.proj(self.cells(x)) + beta)  # [B, 25, 64]
         pooled = h.amax(1) if self.args.pool == "max" else h.mean(1)
-        return self.out(torch.cat([pooled, q], 1))
+        feats = pooled if self.args.no_q_head else torch.cat([pooled, q], 1)
+        if self.args.mmfuse_head:
+            from mmfuse.fusion import FusionOutput
+
+            return self.head(FusionOutput(pooled=feats, tokens=h, mask=torch.ones(h.shape[:2], dtype=torch.bool)))
+        return self.out(feats)
+
+
+class MmfuseModel(nn.Module):
+    """The whole mmfuse model of a config (``--mmfuse-model CONFIG key=value ...``) under this loop: question word
+    ids as BERT input ids, images resized to the model's size and normalised as the data path does."""
+
+    def __init__(self, answers: int, args: argparse.Namespace) -> None:
+        super().__init__()
+        from mmfuse.config import load_config
+        from mmfuse.model import build_model
+
+        cfg = load_config(args.mmfuse_model[0], args.mmfuse_model[1:])
+        self.model = build_model(cfg, num_answers=answers, text_vocab_size=100)
+
+    def forward(self, x: Tensor, colour: Tensor, qtype: Tensor, words: Tensor) -> Tensor:
+        x = F.interpolate(x, size=self.model.image_size, mode="bilinear", antialias=True)
+        x = (x - self.model.mean.view(1, 3, 1, 1)) / self.model.std.view(1, 3, 1, 1)
+        batch = {"text": {"input_ids": words, "attention_mask": (words > 0).long()}, "image": x}
+        return self.model(batch)["vqa"]
 
 
 def main() -> None:
@@ -111,7 +160,15 @@ def main() -> None:
     p.add_argument("--no-film", action="store_true")
     p.add_argument("--question", choices=["onehot", "words"], default="onehot")
     p.add_argument("--mmfuse-image", action="store_true")
+    p.add_argument("--no-q-head", action="store_true", help="the MLP reads the pooled cells only, not [pooled; q]")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mmfuse-text", type=int, metavar="LAYERS", help="the question by mmfuse's BERT TextEncoder")
+    p.add_argument("--text-pool", default="mean", choices=["mean", "max", "cls"], help="--mmfuse-text: pooling")
+    p.add_argument("--qdim", type=int, default=12, help="width of the question vector (words / onehot)")
+    p.add_argument("--text-embed-std", type=float, help="--mmfuse-text: word embeddings from N(0, std^2)")
+    p.add_argument("--mmfuse-head", action="store_true", help="mmfuse's ClassifierHead instead of the MLP")
+    p.add_argument("--mmfuse-model", nargs="+", metavar="CONFIG [KEY=VALUE ...]",
+                   help="train mmfuse's whole model (build_model of this config) in this loop instead")
     args = p.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
@@ -120,7 +177,7 @@ def main() -> None:
     answers = sorted(set(train[5]))
     y_train = torch.tensor([answers.index(a) for a in train[5]])
     y_val = torch.tensor([answers.index(a) if a in answers else -1 for a in val[5]])
-    model = Reference(len(answers), args)
+    model: nn.Module = MmfuseModel(len(answers), args) if args.mmfuse_model else Reference(len(answers), args)
     opt = torch.optim.Adam(model.parameters(), args.lr)
     start, n = time.time(), len(y_train)
     for epoch in range(args.epochs):

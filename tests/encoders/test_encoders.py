@@ -45,6 +45,19 @@ def test_text_pool_unknown_is_a_clear_error() -> None:
         TextEncoder(config=BERT, vocab_size=50, pool="sum")
 
 
+@pytest.mark.parametrize("std", [None, 1.0, 0.3])
+def test_text_embed_init_std_redraws_the_word_table_only(std: float | None) -> None:
+    torch.manual_seed(0)
+    enc = TextEncoder(config={**BERT, "vocab_size": 4000}, vocab_size=4000, embed_init_std=std)
+    table = enc.bert.embeddings.word_embeddings.weight.detach()  # [4000, 32]
+    assert table[0].abs().max() == 0  # the padding row (pad_token_id 0) stays zero
+    expected = 0.02 if std is None else std  # None: BERT's initializer_range
+    assert abs(table[1:].std().item() - expected) < 0.03 * expected
+    assert abs(table[1:].mean().item()) < 0.05 * expected
+    positions = enc.bert.embeddings.position_embeddings.weight.detach()
+    assert abs(positions.std().item() - 0.02) < 0.002  # the other tables keep BERT's init
+
+
 def test_text_encoder_from_local_directory(tmp_path: Path) -> None:
     ref = BertModel(BertConfig(vocab_size=60, **BERT), add_pooling_layer=False).eval()
     ref.save_pretrained(tmp_path / "bert")

@@ -12,7 +12,12 @@ from conftest import run_tool
 from mmfuse.data.sort_of_clevr_files import write_sort_of_clevr
 
 
-@pytest.mark.parametrize("flags", [[], ["--pool", "mean", "--no-film", "--question", "words", "--mmfuse-image"]])
+@pytest.mark.parametrize("flags", [
+    [], ["--pool", "mean", "--no-film", "--question", "words", "--mmfuse-image"],
+    ["--mmfuse-text", "1", "--text-embed-std", "1.0", "--mmfuse-head", "--no-q-head", "--text-pool", "max"],
+    ["--mmfuse-model", "configs/experiments/sort_of_clevr.yaml", "model.fusion.name=film", "model.image.depth=0",
+     "model.text.config.hidden_size=32", "model.image.embed_dim=32", "model.fusion.dim=32"],
+])
 def test_reference_cnn_prints_each_epochs_accuracy_per_type(tmp_path: Path, flags: list[str]) -> None:
     root = tmp_path / "soc"
     write_sort_of_clevr(root, {"train": 4, "val": 2, "test": 1}, seed=3)
