@@ -8,7 +8,9 @@ then one table against a baseline row.
 
 Each cell runs in ``<output>/<row>/seed<N>`` (printed before it starts, so it can be repeated alone). The
 sweep resumes: a cell whose folder holds ``metrics.json`` and the same command in ``ablate_cell.json`` is read
-back, not re-run (delete the folder, or pass ``--rerun``, to run it again). Writes ``<output>/ablation.md``
+back, not re-run (delete the folder, or pass ``--rerun``, to run it again); a cell stopped part-way (its folder holds
+the same command in ``ablate_started.json`` and ``checkpoints/last.ckpt``, written after every epoch) continues from
+that checkpoint with ``resume=`` (its wall time and samples/s are then those of the last sitting). Writes ``<output>/ablation.md``
 and ``ablation.csv`` (per row: test VQA accuracy overall and per question type, mean and range over seeds;
 the paired-bootstrap difference against ``--baseline`` with its 95% interval; parameters; training
 samples/s; wall time), ``ablation.json`` and ``ablation.png`` (accuracy against parameters and wall time).
@@ -64,17 +66,22 @@ def cell_command(configs: list[str], row: Row, seed: int, run_dir: Path, overrid
 
 def run_cell(cmd: list[str], run_dir: Path, rerun: bool) -> dict[str, Any]:
     """Train one cell unless its folder already holds the finished run of this very command; read it back."""
-    marker = run_dir / "ablate_cell.json"
+    marker, started = run_dir / "ablate_cell.json", run_dir / "ablate_started.json"
     done = (run_dir / "metrics.json").is_file() and marker.is_file() and json.loads(marker.read_text()) == cmd
     if done and not rerun:
         print(f"done, read back: {run_dir}", flush=True)
     else:
-        print("$ python " + shlex.join(cmd), flush=True)
-        proc = subprocess.run([sys.executable, *cmd], cwd=REPO, capture_output=True, text=True)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        part_way = not rerun and last.is_file() and started.is_file() and json.loads(started.read_text()) == cmd
+        run = [*cmd, f"resume={last}"] if part_way else cmd  # continue the interrupted cell from its last epoch
+        run_dir.mkdir(parents=True, exist_ok=True)
+        started.write_text(json.dumps(cmd))
+        print("$ python " + shlex.join(run), flush=True)
+        proc = subprocess.run([sys.executable, *run], cwd=REPO, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise SystemExit(f"cell {run_dir} failed (exit {proc.returncode}): {tail}\n"
-                             f"repeat it alone: python {shlex.join(cmd)}")
+                             f"repeat it alone: python {shlex.join(run)}")
         marker.write_text(json.dumps(cmd))
     return {"metrics": json.loads((run_dir / "metrics.json").read_text()),
             "per_question": read_rows(run_dir / "eval_test" / "per_question.jsonl"), "trained": not done or rerun}

@@ -49,6 +49,23 @@ def test_ablate_grid_table_and_resume(tmp_path: Path) -> None:
     assert (tmp_path / "fusion-concat" / "seed0" / "metrics.json").stat().st_mtime_ns == before
 
 
+def test_ablate_continues_a_cell_stopped_part_way_from_its_last_checkpoint(tmp_path: Path) -> None:
+    args = ["tools/ablate.py", "--config", "configs/experiments/easy_vqa.yaml", "--grid", "model.fusion.name=concat",
+            "--seeds", "0", "--output", str(tmp_path), "--resamples", "20", *TINY_RUN]
+    first = run_tool(*args)
+    cell = tmp_path / "fusion-concat" / "seed0"
+    assert "resume=" not in first and (cell / "checkpoints" / "last.ckpt").is_file()
+    started = json.loads((cell / "ablate_started.json").read_text())
+    assert started == json.loads((cell / "ablate_cell.json").read_text())  # the command, without resume=
+    (cell / "metrics.json").unlink()  # as if killed after an epoch: started, a last.ckpt, never finished
+    (cell / "ablate_cell.json").unlink()
+    again = run_tool(*args)
+    assert again.count("$ python tools/train.py") == 1 and f"resume={cell / 'checkpoints' / 'last.ckpt'}" in again
+    assert (cell / "metrics.json").is_file()
+    assert json.loads((cell / "ablate_cell.json").read_text()) == started  # finished: read back next time
+    assert "done, read back" in run_tool(*args)
+
+
 def test_ablate_refuses_a_bad_grid_in_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "tools/ablate.py", "--config", "configs/experiments/easy_vqa.yaml",
                            "--grid", "model.fusion.name=concat", "--baseline", "film", "--output", str(tmp_path)],
