@@ -10,8 +10,8 @@ Each cell runs in ``<output>/<row>/seed<N>`` (printed before it starts, so it ca
 sweep resumes: a cell whose folder holds ``metrics.json`` and the same command in ``ablate_cell.json`` is read
 back, not re-run (delete the folder, or pass ``--rerun``, to run it again); a cell stopped part-way (its folder holds
 the same command in ``ablate_started.json`` and ``checkpoints/last.ckpt``, written after every epoch) continues from
-that checkpoint with ``resume=`` (its wall time and samples/s are then those of the last sitting). Writes ``<output>/ablation.md``
-and ``ablation.csv`` (per row: test VQA accuracy overall and per question type, mean and range over seeds;
+that checkpoint with ``resume=`` (its wall time and samples/s are then those of the last sitting). Writes
+``<output>/ablation.md`` and ``ablation.csv`` (per row: test VQA accuracy overall and per question type, mean and range over seeds;
 the paired-bootstrap difference against ``--baseline`` with its 95% interval; parameters; training
 samples/s; wall time), ``ablation.json`` and ``ablation.png`` (accuracy against parameters and wall time).
 
