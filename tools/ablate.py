@@ -11,8 +11,8 @@ sweep resumes: a cell whose folder holds ``metrics.json`` and the same command i
 back, not re-run (delete the folder, or pass ``--rerun``, to run it again); a cell stopped part-way (its folder holds
 the same command in ``ablate_started.json`` and ``checkpoints/last.ckpt``, written after every epoch) continues from
 that checkpoint with ``resume=`` (its wall time and samples/s are then those of the last sitting). Writes
-``<output>/ablation.md`` and ``ablation.csv`` (per row: test VQA accuracy overall and per question type, mean and range over seeds;
-the paired-bootstrap difference against ``--baseline`` with its 95% interval; parameters; training
+``<output>/ablation.md`` and ``ablation.csv`` (per row: test VQA accuracy overall and per question type, mean and
+range over seeds; the paired-bootstrap difference against ``--baseline`` with its 95% interval; parameters; training
 samples/s; wall time), ``ablation.json`` and ``ablation.png`` (accuracy against parameters and wall time).
 
 Robustness to a broken modality: ``--corrupt SPEC [--corrupt SPEC2] --levels 0,0.2,... [--corrupt-seed N]``
