@@ -186,6 +186,9 @@ class RLSystem(BaseSystem):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         r = self.rl
+        # again every step: Lightning restores each submodule's own training flag after validation (not through
+        # train()), which left dropout on in the policy and its rollout log-probs off the reference's at step 0
+        self.train()
         start = self._clock()
         roll, fused = self.rollout(batch)
         parts = [Part(batch, fused, group_rows(fused.pooled.shape[0], self.group, self.device), roll)]

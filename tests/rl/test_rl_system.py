@@ -144,6 +144,20 @@ def test_training_more_than_the_generator_and_dropout_off(start: dict, tmp_path:
     assert not any(m.training for m in system.reference.modules())
 
 
+def test_at_a_zero_rate_the_policy_stays_the_reference_through_the_real_loop(start: dict, tmp_path: Path) -> None:
+    # The generator has dropout (tasks.answer_generation.dropout 0.1). Lightning's validation loops (the sanity
+    # check, each epoch's) restore every submodule's training flag on their own; if that turned dropout back on,
+    # the rollout's log-probs would differ from the reference's and the update's at step 0, so KL and clipped
+    # ratios would appear with no parameter change at all.
+    run = tmp_path / "run"
+    mmfuse.train(rl_cfg(start, run, "rl.lr=1e-30", "trainer.max_epochs=2", "rl.ppo_epochs=2"))
+    rows = logged_rows(run)
+    assert len({r["epoch"] for r in rows}) == 2
+    for r in rows:
+        assert abs(float(r["rl/kl"])) < 1e-5 and float(r["rl/clipfrac"]) == 0.0
+        assert abs(float(r["rl/approx_kl"])) < 1e-6
+
+
 def test_rl_config_errors(start: dict, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="rl.init_from"):
         mmfuse.load_config(TINY, ["stage=rl"])
