@@ -80,15 +80,13 @@ class Reference(nn.Module):
         q = args.qdim
         self.text = None
         if args.mmfuse_text is not None:
+            from mmfuse.config import load_config
             from mmfuse.encoders.text import TextEncoder
 
-            bert = {"hidden_size": 128, "num_hidden_layers": int(args.mmfuse_text), "num_attention_heads": 4,
-                    "intermediate_size": 256, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
-                    "max_position_embeddings": 64}  # configs/base.yaml's model.text.config
-            self.text = TextEncoder(config=bert,
-                                    vocab_size=100, pad_token_id=0, pool=args.text_pool,
+            bert = {**load_config().model.text.config, "num_hidden_layers": int(args.mmfuse_text)}  # base.yaml's
+            self.text = TextEncoder(config=bert, vocab_size=100, pad_token_id=0, pool=args.text_pool,
                                     embed_init_std=args.text_embed_std)
-            q = 128
+            q = self.text.out_dim
         self.film = nn.Linear(q, 128)
         if args.mmfuse_head:
             from mmfuse.heads import ClassifierHead
@@ -111,7 +109,7 @@ class Reference(nn.Module):
 
     def forward(self, x: Tensor, colour: Tensor, qtype: Tensor, words: Tensor) -> Tensor:
         if self.text is not None:
-            q = self.text(words, (words > 0).long()).pooled  # [B, 128]
+            q = self.text(words, (words > 0).long()).pooled  # [B, hidden_size]
         elif self.args.question == "words":
             valid = (words > 0).float()[..., None]
             q = self.norm((self.emb(words) * valid).sum(1) / valid.sum(1))  # [B, 12]
@@ -170,6 +168,8 @@ def main() -> None:
     p.add_argument("--mmfuse-model", nargs="+", metavar="CONFIG [KEY=VALUE ...]",
                    help="train mmfuse's whole model (build_model of this config) in this loop instead")
     args = p.parse_args()
+    if args.qdim < 12 and args.question == "onehot" and args.mmfuse_text is None:
+        p.error(f"--qdim {args.qdim}: the one-hot question (6 colours + 6 types) needs at least 12")
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     vocab = {"<pad>": 0}
