@@ -41,6 +41,7 @@ RANGES: dict[str, tuple[str, str]] = {
     "loss.conflict_every_n_steps": ("int", ">= 0"),
     "trainer.max_epochs": ("int", "-1 or >= 1"),
     "trainer.max_steps": ("int", "-1 or >= 1"),
+    "trainer.max_minutes": ("number", "> 0"),
     "trainer.num_nodes": ("int", ">= 1"),
     "trainer.log_every_n_steps": ("int", ">= 1"),
     "checkpoint.every_n_steps": ("int", ">= 0"),

@@ -9,7 +9,7 @@ import csv
 import os
 import warnings
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +150,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback], l
         loggers.append(AppendingCSVLogger(str(run_dir), resumed_at))
     elif logger and t.logger == "tensorboard":
         loggers.append(TensorBoardLogger(str(run_dir), name="", version="tensorboard"))
+    # a wall-clock budget (Lightning's Timer: checked after every batch, its elapsed time saved in checkpoints)
+    max_time = timedelta(minutes=float(t.max_minutes)) if t.get("max_minutes") else None
     return L.Trainer(
-        max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+        max_epochs=t.max_epochs, max_steps=t.max_steps, max_time=max_time, accelerator=t.accelerator, devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=t.strategy, precision=t.precision, log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,

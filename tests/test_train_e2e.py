@@ -132,3 +132,19 @@ def test_resuming_into_the_same_run_keeps_the_earlier_log_rows(jsonl_data: dict,
     mmfuse.train(mmfuse.load_config(TINY, base + ["trainer.max_epochs=3",
                                                   f"resume={run / 'checkpoints' / 'last.ckpt'}"]))
     assert val_epochs() == [0, 1, 2]  # the history before the resume is kept, nothing repeated
+
+
+def test_max_minutes_stops_mid_epoch_then_validates_checkpoints_and_tests(jsonl_data: dict, tmp_path: Path) -> None:
+    # a budget of ~6 ms: Lightning's Timer stops after the first batch of epoch 0 (4 batches an epoch here)
+    import torch
+
+    run = tmp_path / "run"
+    cfg = mmfuse.load_config(TINY, jsonl_overrides(jsonl_data, run) + [
+        "trainer.logger=none", "trainer.max_epochs=3", "trainer.max_minutes=0.0001", "data.batch_size=12"])
+    result = mmfuse.train(cfg)
+    best = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=True)
+    assert best["epoch"] == 0 and best["global_step"] == 1
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["test/acc"] <= 1.0
+    with pytest.raises(ValueError, match="trainer.max_minutes"):
+        mmfuse.load_config(TINY, ["trainer.max_minutes=0"])
