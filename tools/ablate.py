@@ -4,8 +4,11 @@ then one table against a baseline row.
 
     python tools/ablate.py --config configs/experiments/easy_vqa.yaml \\
         --grid model.fusion.name=concat,cross_attention,weighted_sum [--grid KEY=V1,V2 ...] \\
-        --seeds 0 1 2 --baseline concat [--output runs/ablate] [--rerun] [key=value ...]
+        --seeds 0 1 2 --baseline concat [--row KEY=V ...] [--jobs N] [--output runs/ablate] [--rerun] [key=value ...]
 
+``--row`` adds one row after the grid's with its own overrides (e.g. the unimodal baselines beside a grid of
+fusions: ``--row 'model.modalities=[text]' --row 'model.modalities=[image]'``). ``--jobs N`` trains N cells at
+once, each its own process (pass ``trainer.num_threads`` so that N runs share the cores, not oversubscribe them).
 Each cell runs in ``<output>/<row>/seed<N>`` (printed before it starts, so it can be repeated alone). The
 sweep resumes: a cell whose folder holds ``metrics.json`` and the same command in ``ablate_cell.json`` is read
 back, not re-run (delete the folder, or pass ``--rerun``, to run it again); a cell stopped part-way (its folder holds
@@ -31,6 +34,7 @@ import json
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,7 @@ from mmfuse.evaluation.ablation import (
     find_row,
     format_markdown,
     parse_axis,
+    parse_row,
     row_label,
     row_slug,
     summarize_robustness,
@@ -116,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", action="append", required=True, help="experiment YAML (repeatable, merged in order)")
     p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
                    help="an axis of the grid (repeatable: rows are every combination)")
+    p.add_argument("--row", action="append", nargs="+", default=[], metavar="KEY=V",
+                   help="one more row after the grid's, its own key=value overrides (repeatable), "
+                        "e.g. --row 'model.modalities=[text]'")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="cells trained at once, each its own process (give each trainer.num_threads=cores/jobs)")
     add_seeds_arg(p)
     p.add_argument("--baseline", default=None, help="the row every other is compared with (default: the first)")
     p.add_argument("--output", default="runs/ablate")
@@ -130,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     split_seeds(args)
     request = RobustnessRequest.parse(args.corrupt, args.levels, (), args.corrupt_seed)
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: expected an integer >= 1")
     try:
-        rows = expand_grid([parse_axis(a) for a in args.grid])
+        rows = expand_grid([parse_axis(a) for a in args.grid]) + [parse_row(r) for r in args.row]
         base = find_row(rows, args.baseline) if args.baseline else rows[0]
     except ValueError as e:
         raise ConfigError(str(e)) from None
@@ -143,16 +155,21 @@ def main(argv: list[str] | None = None) -> int:
 
     for row in rows:  # a typo in any cell stops the sweep before the first run, naming the key and choices
         load_config(args.config, [*args.overrides, *(f"{k}={v}" for k, v in row.items())])
+    if len({row_label(r) for r in rows}) < len(rows):
+        raise ConfigError("a --row repeats a row of the grid or another --row; rows: "
+                          + "; ".join(row_label(r) for r in rows))
+    jobs = [(row, seed, out / row_slug(row) / f"seed{seed}") for row in rows for seed in args.seeds]
+    # training runs in subprocesses, --jobs at a time; the robustness evaluations (in this process) one by one
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        trained = list(pool.map(lambda j: run_cell(cell_command(args.config, j[0], j[1], j[2], args.overrides),
+                                                   j[2], args.rerun), jobs))
     cells: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        for seed in args.seeds:
-            run_dir = out / row_slug(row) / f"seed{seed}"
-            cmd = cell_command(args.config, row, seed, run_dir, args.overrides)
-            cell = {"seed": seed, **run_cell(cmd, run_dir, args.rerun)}
-            if request:
-                cell["robustness"] = run_robustness(run_dir, cell["metrics"]["best_checkpoint"], request,
-                                                    cell["trained"])["robustness"]
-            cells.setdefault(row_label(row), []).append(cell)
+    for (row, seed, run_dir), done in zip(jobs, trained):
+        cell = {"seed": seed, **done}
+        if request:
+            cell["robustness"] = run_robustness(run_dir, cell["metrics"]["best_checkpoint"], request,
+                                                cell["trained"])["robustness"]
+        cells.setdefault(row_label(row), []).append(cell)
     base_label = row_label(base)
     summaries = [{"label": label, **summarize_row(cs, None if label == base_label else cells[base_label],
                                                   resamples=args.resamples)} for label, cs in cells.items()]

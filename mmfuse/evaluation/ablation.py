@@ -61,6 +61,23 @@ def _split_top_level(spec: str, values: str) -> list[str]:
     return [*parts, values[start:]]
 
 
+def parse_row(specs: Sequence[str]) -> Row:
+    """``["model.modalities=[text]", "optim.lr=1e-4"]`` → one row ``{key: value, ...}`` (``tools/ablate.py --row``).
+
+    Raises:
+        ValueError: an item without ``=`` or with an empty key or value, or a key given twice.
+    """
+    row: Row = {}
+    for spec in specs:
+        key, sep, value = (part.strip() for part in spec.partition("="))
+        if not sep or not key or not value:
+            raise ValueError(f"--row item {spec!r}: expected KEY=VALUE")
+        if key in row:
+            raise ValueError(f"--row {' '.join(specs)!r}: {key!r} given twice")
+        row[key] = value
+    return row
+
+
 def expand_grid(axes: Sequence[tuple[str, Sequence[str]]]) -> list[Row]:
     """Every combination of the axes' values, the first axis varying slowest.
 

@@ -80,3 +80,29 @@ def test_ablate_checks_every_cell_config_before_training(tmp_path: Path) -> None
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "no_such_fusion" in proc.stderr and "concat" in proc.stderr
     assert "$ python" not in proc.stdout and not any(tmp_path.iterdir())
+
+
+def test_ablate_extra_rows_and_parallel_jobs(tmp_path: Path) -> None:
+    # a fusion row plus a question-only row (--row), two cells trained at once (--jobs 2)
+    out = run_tool("tools/ablate.py", "--config", "configs/experiments/easy_vqa.yaml", "--grid",
+                   "model.fusion.name=concat", "--row", "model.modalities=[text]", "--seeds", "0", "--jobs", "2",
+                   "--output", str(tmp_path), "--resamples", "20", *TINY_RUN, "trainer.num_threads=1")
+    assert out.count("$ python tools/train.py") == 2
+    summaries = json.loads((tmp_path / "ablation.json").read_text())
+    assert [s["label"] for s in summaries] == ["model.fusion.name=concat", "model.modalities=[text]"]
+    text_only = json.loads((tmp_path / "modalities-_text_" / "seed0" / "metrics.json").read_text())
+    both = json.loads((tmp_path / "fusion-concat" / "seed0" / "metrics.json").read_text())
+    assert text_only["parameters"]["total"] < both["parameters"]["total"]  # no image encoder built
+    assert summaries[1]["vs_baseline"]["questions"] > 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--row", "model.fusion.name=concat"], "a --row repeats a row"),
+    (["--row", "model.modalities"], "expected KEY=VALUE"),
+    (["--jobs", "0"], "--jobs 0: expected an integer >= 1"),
+])
+def test_ablate_refuses_bad_rows_and_jobs(tmp_path: Path, extra: list[str], message: str) -> None:
+    proc = subprocess.run([sys.executable, "tools/ablate.py", "--config", "configs/experiments/easy_vqa.yaml",
+                           "--grid", "model.fusion.name=concat", *extra, "--output", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr
