@@ -61,6 +61,16 @@ def check_video(cfg: DictConfig) -> None:
                               f"{cfg.model.video.pooling!r}; valid options: {', '.join(sorted(valid)) or 'none'}")
 
 
+def check_image_pool(cfg: DictConfig) -> None:
+    """``model.image.pool=cls`` needs an attention layer: with ``depth: 0`` the class token never sees a patch, so the
+    image vector would be the same learned constant for every image (fusions that read ``pooled`` go image-blind)."""
+    image = cfg.model.image
+    if "image" in cfg.model.modalities and image.depth == 0 and image.pool == "cls":
+        raise ConfigError("config key 'model.image.pool' is 'cls' with model.image.depth=0: the class token passes no "
+                          "attention layer, so it never sees a patch and the image vector would be the same for every "
+                          "image; valid choices here: mean, flatten")
+
+
 # model.modalities: the model's encoders (mmfuse.model.MODALITIES; the config room may not import the model,
 # tests/test_modalities.py checks that the two agree)
 MODALITIES = ("text", "image")

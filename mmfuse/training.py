@@ -17,6 +17,7 @@ from torch import nn
 from mmfuse.callbacks import BatchAudit, DroppedQuestions, SpeedMonitor
 from mmfuse.checkpoints import check_checkpoint
 from mmfuse.config import save_config, to_container
+from mmfuse.config_checks import check_image_pool
 from mmfuse.data.batching import curriculum_stages
 from mmfuse.data.schema import QARecord
 from mmfuse.data.tokenizer import tokenizer_to_json
@@ -65,6 +66,8 @@ def train(cfg: DictConfig, fusion: nn.Module | None = None,
         check_checkpoint(cfg.resume, trust)
     L.seed_everything(cfg.seed, workers=True)
     rl = cfg.stage == "rl"
+    if not rl and not cfg.resume:  # a new model only: checkpoints of such models still load and evaluate
+        check_image_pool(cfg)
     init: dict[str, Any] | None = None
     if rl:
         cfg, init = rl_config(cfg)

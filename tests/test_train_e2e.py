@@ -148,3 +148,17 @@ def test_max_minutes_stops_mid_epoch_then_validates_checkpoints_and_tests(jsonl_
     assert 0.0 <= metrics["test"]["test/acc"] <= 1.0
     with pytest.raises(ValueError, match="trainer.max_minutes"):
         mmfuse.load_config(TINY, ["trainer.max_minutes=0"])
+
+
+def test_a_class_token_pool_without_attention_layers_is_refused_before_training(jsonl_data: dict,
+                                                                                 tmp_path: Path) -> None:
+    # depth 0: the class token never attends to a patch, so pool=cls would give every image the same vector
+    from mmfuse.errors import ConfigError
+
+    cfg = mmfuse.load_config(TINY, jsonl_overrides(jsonl_data, tmp_path / "run") + ["model.image.depth=0"])
+    with pytest.raises(ConfigError, match=r"'model.image.pool' is 'cls' with model.image.depth=0.*mean, flatten"):
+        mmfuse.train(cfg)
+    assert not (tmp_path / "run").exists()
+    ok = mmfuse.load_config(TINY, jsonl_overrides(jsonl_data, tmp_path / "ok") + [
+        "model.image.depth=0", "model.image.pool=mean", "trainer.logger=none"])
+    assert mmfuse.train(ok)["best_checkpoint"]
