@@ -144,6 +144,8 @@ def summarize_row(cells: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping
         "overall": _span([a["overall"] for a in acc]),
         "per_question_type": {t: _span([a["perQuestionType"][t] for a in acc if t in a.get("perQuestionType", {})])
                               for t in types},
+        "per_answer_type": {t: _span([a["perAnswerType"][t] for a in acc if t in a.get("perAnswerType", {})])
+                            for t in sorted({t for a in acc for t in a.get("perAnswerType", {})})},
         "parameters": cells[0]["metrics"].get("parameters", {}).get("total"),
         "samples_per_s": statistics.fmean(c["metrics"]["train_samples_per_s"] for c in cells),
         "wall_seconds": statistics.fmean(c["metrics"]["wall_seconds"] for c in cells),
@@ -203,9 +205,11 @@ def _fmt_span(s: Mapping[str, float] | None, n: int) -> str:
 def format_markdown(summaries: Sequence[Mapping[str, Any]], baseline_label: str) -> str:
     """The ablation table: one line per row; accuracies in %, mean over seeds with the range in brackets."""
     types = sorted({t for s in summaries for t in s["per_question_type"]})
+    atypes = _answer_types(summaries)
     specs = _specs(summaries)
-    head = ["row", "seeds", "overall", *types, f"Δ vs {baseline_label} [95% CI]",
-            *[f"{kind} {spec}" for spec in specs for kind in ("RR", "ER")], "parameters", "samples/s", "wall (min)"]
+    head = ["row", "seeds", "overall", *[f"{t} (answer type)" for t in atypes], *types,
+            f"Δ vs {baseline_label} [95% CI]", *[f"{kind} {spec}" for spec in specs for kind in ("RR", "ER")],
+            "parameters", "samples/s", "wall (min)"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for s in summaries:
         n = len(s["seeds"])
@@ -214,12 +218,18 @@ def format_markdown(summaries: Sequence[Mapping[str, Any]], baseline_label: str)
             "" if d is None else f"{d['diff']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]")
         params = "" if s["parameters"] is None else f"{s['parameters'] / 1e6:.2f} M"
         cells = [s["label"], ",".join(map(str, s["seeds"])), _fmt_span(s["overall"], n),
+                 *[_fmt_span(s.get("per_answer_type", {}).get(t), n) for t in atypes],
                  *[_fmt_span(s["per_question_type"].get(t), n) for t in types], delta,
                  *[_fmt_span(((s.get("robustness") or {}).get(spec) or {}).get(kind), n) for spec in specs
                    for kind in ("relative", "effective")], params,
                  f"{s['samples_per_s']:.0f}", f"{s['wall_seconds'] / 60:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _answer_types(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The answer types of the table (e.g. Sort-of-CLEVR's relational / non-relational), sorted."""
+    return sorted({t for s in summaries for t in s.get("per_answer_type", {})})
 
 
 def _specs(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -236,7 +246,8 @@ def csv_rows(summaries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for s in summaries:
         d = s["vs_baseline"] or {}
         row: dict[str, Any] = {"row": s["label"], "seeds": " ".join(map(str, s["seeds"]))}
-        for name, span in [("overall", s["overall"]), *[(t, s["per_question_type"].get(t)) for t in types]]:
+        answer = [(f"answer_type:{t}", s.get("per_answer_type", {}).get(t)) for t in _answer_types(summaries)]
+        for name, span in [("overall", s["overall"]), *answer, *[(t, s["per_question_type"].get(t)) for t in types]]:
             for stat in ("mean", "min", "max"):
                 row[f"{name}_{stat}"] = None if span is None else round(span[stat], 4)
         for spec in specs:

@@ -71,3 +71,18 @@ def test_summary_means_ranges_and_paired_difference_over_seed_averaged_scores() 
     flat = csv_rows([{"label": "r", **s}])[0]
     assert flat["overall_mean"] == 75.0 and flat["shape_min"] == 70.0
     assert flat["diff_vs_baseline"] == pytest.approx(37.5)
+
+
+def test_answer_types_get_their_own_columns_before_the_question_types() -> None:
+    # Sort-of-CLEVR's relational / non-relational split, mean and range over two seeds
+    cells = [_cell(0, [1, 0], 50.0, {"count": 60.0}), _cell(1, [1, 1], 100.0, {"count": 80.0})]
+    cells[0]["metrics"]["test_accuracy"]["perAnswerType"] = {"relational": 40.0, "non-relational": 60.0}
+    cells[1]["metrics"]["test_accuracy"]["perAnswerType"] = {"relational": 90.0, "non-relational": 100.0}
+    s = summarize_row(cells, None)
+    assert s["per_answer_type"]["relational"] == {"mean": 65.0, "min": 40.0, "max": 90.0}
+    table = format_markdown([{"label": "a", **s}], "a")
+    assert "| row | seeds | overall | non-relational (answer type) | relational (answer type) | count |" in table
+    assert "| a | 0,1 | 75.00 (50.00–100.00) | 80.00 (60.00–100.00) | 65.00 (40.00–90.00) | 70.00 (60.00–80.00) |" \
+        in table
+    flat = csv_rows([{"label": "a", **s}])[0]
+    assert flat["answer_type:relational_max"] == 90.0 and flat["count_mean"] == 70.0
