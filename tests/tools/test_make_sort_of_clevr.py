@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import mmfuse
 from tests.conftest import REPO, TINY, run_tool
 
@@ -46,12 +48,13 @@ def test_cli_writes_the_dataset_and_refuses_to_overwrite(tmp_path: Path) -> None
     assert "196,000 / 20,000 / 20,000 questions" in run_tool(TOOL, "--help")
 
 
-def test_experiment_config_trains_on_the_generated_data(tmp_path: Path) -> None:
+@pytest.mark.parametrize("config", [CONFIG, CONFIG.with_name("sort_of_clevr_sweep.yaml")], ids=["default", "sweep"])
+def test_experiment_config_trains_on_the_generated_data(tmp_path: Path, config: Path) -> None:
     data = tmp_path / "soc"
     run_tool(TOOL, "--output", str(data), "--train", "20", "--val", "5", "--test", "5")
     # the experiment's own data keys (relative file names, no augmentation) and vision grid (80 px / 16 = 5x5
     # tokens, conv stem); TINY only shrinks widths and depths
-    cfg = mmfuse.load_config([CONFIG, TINY], [f"data.root={data}", f"run_dir={tmp_path / 'run'}",
+    cfg = mmfuse.load_config([config, TINY], [f"data.root={data}", f"run_dir={tmp_path / 'run'}",
                                               "trainer.logger=none", "trainer.num_threads=1",
                                               "model.image.img_size=80", "model.image.patch_size=16"])
     assert (cfg.data.source, cfg.data.train, list(cfg.data.augment), cfg.model.image.stem) == \
