@@ -4,7 +4,8 @@ then one table against a baseline row.
 
     python tools/ablate.py --config configs/experiments/easy_vqa.yaml \\
         --grid model.fusion.name=concat,cross_attention,weighted_sum [--grid KEY=V1,V2 ...] \\
-        --seeds 0 1 2 --baseline concat [--row KEY=V ...] [--jobs N] [--output runs/ablate] [--rerun] [key=value ...]
+        --seeds 0 1 2 --baseline concat [--row KEY=V[,KEY=V]] [--jobs N] [--output runs/ablate] [--rerun] \\
+        [key=value ...]
 
 ``--row`` adds one row after the grid's with its own overrides (e.g. the unimodal baselines beside a grid of
 fusions: ``--row 'model.modalities=[text]' --row 'model.modalities=[image]'``). ``--jobs N`` trains N cells at
@@ -121,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", action="append", required=True, help="experiment YAML (repeatable, merged in order)")
     p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
                    help="an axis of the grid (repeatable: rows are every combination)")
-    p.add_argument("--row", action="append", nargs="+", default=[], metavar="KEY=V",
-                   help="one more row after the grid's, its own key=value overrides (repeatable), "
-                        "e.g. --row 'model.modalities=[text]'")
+    p.add_argument("--row", action="append", default=[], metavar="KEY=V[,KEY=V]",
+                   help="one more row after the grid's, its own key=value overrides, comma-separated (commas inside "
+                        "brackets belong to the value; repeatable), e.g. --row 'model.modalities=[text]'")
     p.add_argument("--jobs", type=int, default=1,
                    help="cells trained at once, each its own process (give each trainer.num_threads=cores/jobs)")
     add_seeds_arg(p)

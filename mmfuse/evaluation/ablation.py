@@ -45,7 +45,7 @@ def parse_axis(spec: str) -> tuple[str, list[str]]:
     return key.strip(), items
 
 
-def _split_top_level(spec: str, values: str) -> list[str]:
+def _split_top_level(spec: str, values: str, flag: str = "--grid") -> list[str]:
     """``values`` split on the commas outside ``[...]`` / ``{...}`` (list and dict values of an override)."""
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(values):
@@ -57,23 +57,25 @@ def _split_top_level(spec: str, values: str) -> list[str]:
             parts.append(values[start:i])
             start = i + 1
     if depth != 0:
-        raise ValueError(f"--grid {spec!r}: unbalanced brackets")
+        raise ValueError(f"{flag} {spec!r}: unbalanced brackets")
     return [*parts, values[start:]]
 
 
-def parse_row(specs: Sequence[str]) -> Row:
-    """``["model.modalities=[text]", "optim.lr=1e-4"]`` → one row ``{key: value, ...}`` (``tools/ablate.py --row``).
+def parse_row(text: str) -> Row:
+    """``"model.modalities=[text],optim.lr=1e-4"`` → one row ``{key: value, ...}`` (``tools/ablate.py --row``): items
+    separated by commas outside brackets (one argument, so that overrides after it are never taken for the row's).
 
     Raises:
-        ValueError: an item without ``=`` or with an empty key or value, or a key given twice.
+        ValueError: an item without ``=`` or with an empty key or value, a key given twice, unbalanced brackets.
     """
+    specs = [v for v in _split_top_level(text, text, "--row") if v.strip()]
     row: Row = {}
     for spec in specs:
         key, sep, value = (part.strip() for part in spec.partition("="))
         if not sep or not key or not value:
             raise ValueError(f"--row item {spec!r}: expected KEY=VALUE")
         if key in row:
-            raise ValueError(f"--row {' '.join(specs)!r}: {key!r} given twice")
+            raise ValueError(f"--row {text!r}: {key!r} given twice")
         row[key] = value
     return row
 

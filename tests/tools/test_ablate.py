@@ -85,9 +85,11 @@ def test_ablate_checks_every_cell_config_before_training(tmp_path: Path) -> None
 def test_ablate_extra_rows_and_parallel_jobs(tmp_path: Path) -> None:
     # a fusion row plus a question-only row (--row), two cells trained at once (--jobs 2)
     out = run_tool("tools/ablate.py", "--config", "configs/experiments/easy_vqa.yaml", "--grid",
-                   "model.fusion.name=concat", "--row", "model.modalities=[text]", "--seeds", "0", "--jobs", "2",
-                   "--output", str(tmp_path), "--resamples", "20", *TINY_RUN, "trainer.num_threads=1")
+                   "model.fusion.name=concat", "--seeds", "0", "--jobs", "2", "--output", str(tmp_path),
+                   "--resamples", "20", "--row", "model.modalities=[text]", *TINY_RUN, "trainer.num_threads=1")
     assert out.count("$ python tools/train.py") == 2
+    # the overrides after --row are every cell's, not the row's
+    assert out.count("trainer.num_threads=1") == 2
     summaries = json.loads((tmp_path / "ablation.json").read_text())
     assert [s["label"] for s in summaries] == ["model.fusion.name=concat", "model.modalities=[text]"]
     text_only = json.loads((tmp_path / "modalities-_text_" / "seed0" / "metrics.json").read_text())
@@ -99,6 +101,8 @@ def test_ablate_extra_rows_and_parallel_jobs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("extra, message", [
     (["--row", "model.fusion.name=concat"], "a --row repeats a row"),
     (["--row", "model.modalities"], "expected KEY=VALUE"),
+    (["--row", "model.modalities=[text"], "--row 'model.modalities=[text': unbalanced brackets"),
+    (["--row", "optim.lr=1e-4,optim.lr=1e-3"], "'optim.lr' given twice"),
     (["--jobs", "0"], "--jobs 0: expected an integer >= 1"),
 ])
 def test_ablate_refuses_bad_rows_and_jobs(tmp_path: Path, extra: list[str], message: str) -> None:
