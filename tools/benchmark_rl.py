@@ -10,7 +10,8 @@ Tasks: ``easy_vqa`` (noisy-annotator easy-VQA, one-word answers, reward vqa_accu
 configs/experiments/easy_vqa_noisy_generator.yaml, stage 2 easy_vqa_rl.yaml) and ``colour_order`` (Sort-of-CLEVR's
 six-colour order with noisy annotators, reward position_accuracy; sort_of_clevr_order_generator.yaml and
 sort_of_clevr_order_rl.yaml; the order files are written first with tools/make_sort_of_clevr.py when the data
-folder has none). Without ``--init`` stage 1 is trained first (once: a later call reuses it).
+folders have none: data/sort_of_clevr for stage 1, data/sort_of_clevr_rl, the same seed with 60,000 training
+images, for the RL rollouts). Without ``--init`` stage 1 is trained first (once: a later call reuses it).
 
 Rows (``--only``; default: start, gae, grpo, dr_grpo, rloo, reinforce_pp, reinforce): the supervised start (no RL
 step), PPO+GAE with the critic (``gae``, λ=0.95), GRPO, Dr. GRPO (``rl.grpo_scale=false``), RLOO, REINFORCE++ and
@@ -22,7 +23,8 @@ rollout batches, hence the same number of PPO optimiser steps on minibatches of 
 (grpo, dr_grpo, rloo) sample G=4 answers for each of ``data.batch_size / 4`` questions; the G=1 rows (gae,
 reinforce_pp, reinforce, ppo*) one answer for each of ``data.batch_size`` questions. Every row stops after N
 rollout batches (``trainer.limit_train_batches``), N being the G=1 rows' batches in one epoch (``--batches``, a
-``trainer.limit_train_batches=N`` override, or counted from the training split). Why this way round: the number of
+``trainer.limit_train_batches=N`` override, the config's own integer ``trainer.limit_train_batches``, or counted
+from the training split). Why this way round: the number of
 updates and the answers per update are the same, so a row differs from another only in how its answers are spread
 over questions and how the advantage is computed; the group rows see a quarter of the questions, which is what G
 answers per question cost. (Whole images are packed into batches, so a batch holds about ``data.batch_size``
@@ -54,6 +56,7 @@ TASKS = {  # --task -> (stage-1 config, stage-2 config)
                      "configs/experiments/sort_of_clevr_order_rl.yaml"),
 }
 ORDER_NOISE = "0.3"  # configs/data/sort_of_clevr_order.yaml: make_sort_of_clevr.py --colour-order --noisy 0.3
+ORDER_RL_TRAIN = 60000  # sort_of_clevr_order_rl.yaml's data.root: the same seed with 60,000 training images
 
 
 class Budget:
@@ -79,6 +82,8 @@ class Budget:
                                  f"a batch; expected a multiple of {GROUP}")
             limit = [o.split("=", 1)[1] for o in self.overrides if o.startswith("trainer.limit_train_batches=")]
             n = self.batches
+            if n is None and not limit and isinstance(cfg.trainer.limit_train_batches, int):
+                limit = [str(cfg.trainer.limit_train_batches)]  # the config's own (colour_order RL: 39)
             if n is None and limit:
                 if not limit[-1].isdigit():
                     raise SystemExit(f"trainer.limit_train_batches={limit[-1]}: every row runs the same number of "
@@ -103,13 +108,14 @@ def epoch_batches(cfg: Any) -> int:
                                    group_by_image=bool(cfg.data.group_by_image)))
 
 
-def ensure_order_data(config: str, overrides: list[str]) -> None:
+def ensure_order_data(config: str, overrides: list[str], train: int | None = None) -> None:
     """Write the colour_order files (tools/make_sort_of_clevr.py --colour-order --noisy 0.3) when the config's
     data folder has none. An existing folder keeps its seed and sizes (``summary.json``), so its twenty-question
-    files are rewritten byte-identical."""
+    files are rewritten byte-identical; a new one gets the tool's defaults, ``train`` training images if given."""
     from mmfuse.config import load_config
 
-    cfg = load_config(config, overrides)
+    # only the data folder is read: an RL stage's required checkpoint is a placeholder here
+    cfg = load_config(config, ["rl.init_from=(unread).ckpt", *overrides])
     root = Path(str(cfg.data.root))
     root = root if root.is_absolute() else REPO / root
     if (root / str(cfg.data.train)).is_file():
@@ -120,6 +126,8 @@ def ensure_order_data(config: str, overrides: list[str]) -> None:
         summary = json.loads((root / "summary.json").read_text())
         cmd += ["--seed", str(summary["seed"]), *[x for s in ("train", "val", "test")
                                                  for x in (f"--{s}", str(summary["splits"][s]["images"]))]]
+    elif train is not None:
+        cmd += ["--train", str(train)]
     if root.is_dir() and any(root.iterdir()):
         cmd.append("--overwrite")
     run_logged(cmd, "writing the colour_order data")
@@ -177,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     def prepare() -> None:
         if args.task == "colour_order":
             ensure_order_data(supervised, stage1)
+            ensure_order_data(config, stage1, train=ORDER_RL_TRAIN)  # the RL rollouts' questions (its own root)
 
     if init is None:
         prepare()

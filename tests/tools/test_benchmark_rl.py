@@ -133,3 +133,16 @@ def test_colour_order_data_is_written_once_keeping_the_other_files(bench: Any, t
     capsys.readouterr()
     bench.ensure_order_data(config, [f"data.root={root}"])
     assert "make_sort_of_clevr" not in capsys.readouterr().out  # there already: nothing written
+
+
+def test_colour_order_rl_budget_and_data_come_from_its_config(bench: Any, tmp_path: Path, monkeypatch) -> None:
+    rl = bench.TASKS["colour_order"][1]
+    # the RL config's own integer limit is the budget (39 rollout batches an epoch); an override or --batches wins
+    assert bench.Budget(rl, "x.ckpt", [], None).get() == (256, 39)
+    assert bench.Budget(rl, "x.ckpt", ["trainer.limit_train_batches=7"], None).get() == (256, 7)
+    calls: list[list[str]] = []
+    monkeypatch.setattr(bench, "run_logged", lambda cmd, what: calls.append(cmd))
+    bench.ensure_order_data(rl, [f"data.root={tmp_path / 'new'}"], train=bench.ORDER_RL_TRAIN)
+    cmd = calls[-1]
+    assert cmd[cmd.index("--train") + 1] == "60000" and "--seed" not in cmd and "--overwrite" not in cmd
+    assert cmd[cmd.index("--output") + 1] == str(tmp_path / "new") and "--colour-order" in cmd
