@@ -38,8 +38,10 @@ def plot_robustness(panels: Mapping[str, Mapping[str, Series]], path: Path | str
                 continue
             xs, ys = zip(*pts)
             colour = "#37474f" if label in strong else f"C{i % 10}"
-            ax.plot(xs, ys, marker="o", markersize=3.5, lw=2.2 if label in strong else 1.4, color=colour,
-                    label=_wrap(label, 28, 2))
+            # past ten series the colours repeat: the line style and marker tell them apart
+            style, marker = ("-", "--", ":")[i // 10 % 3], "osD"[i // 10 % 3]
+            ax.plot(xs, ys, marker=marker, markersize=3.5, lw=2.2 if label in strong else 1.4, color=colour,
+                    ls=style, label=_wrap(label, 28, 2))
             if s.get("low") is not None and s.get("high") is not None:
                 low, high = ([math.nan if v is None else v for v in s[k]] for k in ("low", "high"))
                 ax.fill_between(s["levels"], low, high, color=colour, alpha=0.15, lw=0)
@@ -49,7 +51,7 @@ def plot_robustness(panels: Mapping[str, Mapping[str, Series]], path: Path | str
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(fontsize=8, frameon=False)
+        ax.legend(fontsize=7 if len(series) > 8 else 8, frameon=False, ncols=2 if len(series) > 8 else 1)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     fig.suptitle(_wrap(title, 90))
