@@ -60,8 +60,9 @@ def relation_by_loops(reduction: str) -> list[float]:
     return out
 
 
-def hand_set_relation(reduction: str):
-    fusion = build_fusion("relation", {"text": 1, "image": 2}, 1, g_layers=2, g_dim=2, reduction=reduction).eval()
+def hand_set_relation(reduction: str, pair_chunk: int | None = None):
+    fusion = build_fusion("relation", {"text": 1, "image": 2}, 1, g_layers=2, g_dim=2, reduction=reduction,
+                          pair_chunk=pair_chunk).eval()
     w = torch.tensor(G1_W)
     with torch.no_grad():
         fusion.g_a.weight.copy_(w[:, 0:2])
@@ -75,9 +76,11 @@ def hand_set_relation(reduction: str):
     return fusion
 
 
-@pytest.mark.parametrize("reduction", ["sum", "mean", "max"])
-def test_relation_equals_an_explicit_double_loop_over_valid_pairs(reduction):
-    fusion = hand_set_relation(reduction)
+@pytest.mark.parametrize("reduction,pair_chunk", [("sum", None), ("sum", 0), ("sum", 1), ("mean", None),
+                                                   ("mean", 0), ("max", None)])
+def test_relation_equals_an_explicit_double_loop_over_valid_pairs(reduction, pair_chunk):
+    """Both paths: the chunked pair sum (pair_chunk None / 1) and the whole grid under autograd (0)."""
+    fusion = hand_set_relation(reduction, pair_chunk)
     inputs = {"image": enc(IMAGE, IMAGE_MASK), "text": enc([[[9.0]], [[9.0]]], [[True], [True]], Q)}
     out = fusion(inputs)
     assert out.tokens is None and out.mask is None and out.attention is None
@@ -115,6 +118,9 @@ def test_relation_index_must_have_one_row_per_question():
     ({"g_dim": 0}, "g_dim"),
     ({"context": "video"}, "context.*video"),
     ({"question": "image"}, "differ"),
+    ({"pair_chunk": -1}, "pair_chunk must be null or an integer >= 0"),
+    ({"pair_chunk": True}, "pair_chunk must be null or an integer >= 0"),
+    ({"pair_chunk": 4, "reduction": "max"}, "pair_chunk > 0 needs reduction 'sum' or 'mean'"),
 ])
 def test_relation_rejects_bad_hparams(hparams, match):
     with pytest.raises(ValueError, match=match):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.conftest import TINY, jsonl_overrides, run_tool
+from tests.conftest import REPO, TINY, jsonl_overrides, run_tool
 
 
 def test_benchmark_runs_both_loops_and_writes_its_numbers(jsonl_data: dict, tmp_path: Path) -> None:
@@ -33,3 +35,33 @@ def test_gpu_benchmark_counts_flops_and_reports_mfu_on_a_cpu(tmp_path: Path) -> 
              "--warmup", "0", "--answers", "10", "--json", str(tmp_path / "gpu16.json"))
     r16 = json.loads((tmp_path / "gpu16.json").read_text())
     assert 1.8 < r16["tflops_per_step"] / r["tflops_per_step"] < 2.2 and r16["mfu"] is None
+
+
+def test_fusion_benchmark_compares_variants_of_one_fusion(tmp_path: Path) -> None:
+    """tools/benchmark_fusion.py (README "Speed"): the relation pair sum whole vs chunked, tiny sizes."""
+    out = run_tool("tools/benchmark_fusion.py", "--fusion", "relation", "--variant", "pair_chunk=0",
+                   "--variant", "pair_chunk=1,g_dim=16", "--batch", "4", "--tokens", "6", "--dim", "8",
+                   "--fusion-dim", "8", "--rounds", "2", "--threads", "1", "--json", str(tmp_path / "f.json"))
+    assert "pair_chunk=0" in out and "saved for backward" in out
+    rows = json.loads((tmp_path / "f.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["pair_chunk=0", "pair_chunk=1,g_dim=16"]
+    assert rows[0]["speedup_vs_first"] == 1.0 and rows[0]["max_out_diff"] == 0.0
+    assert rows[1]["median_s"] > 0 and rows[1]["saved_mb"] > 0 and rows[1]["max_grad_rel_diff"] is None
+    assert "n/a (other weight shapes)" in out
+    # the same maths up to rounding: the gradients agree and the chunked path keeps less for the backward
+    same = run_tool("tools/benchmark_fusion.py", "--fusion", "relation", "--variant", "pair_chunk=0",
+                    "--variant", "pair_chunk=2", "--batch", "4", "--tokens", "6", "--dim", "8", "--fusion-dim", "8",
+                    "--rounds", "1", "--json", str(tmp_path / "g.json"))
+    assert "x1.00" in same
+    whole, chunked = json.loads((tmp_path / "g.json").read_text())["rows"]
+    assert chunked["max_grad_rel_diff"] < 1e-4 and chunked["saved_mb"] < whole["saved_mb"]
+
+
+def test_fusion_benchmark_refuses_bad_input_in_one_line() -> None:
+    for args, message in ((["--fusion", "nope", "--variant", "default"], "'nope' is not registered"),
+                          (["--fusion", "relation", "--variant", "g_dim"], "expected key=value"),
+                          (["--fusion", "relation", "--variant", "pair_chunk=-3"], "pair_chunk must be")):
+        proc = subprocess.run([sys.executable, "tools/benchmark_fusion.py", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
