@@ -44,8 +44,9 @@ class RelationFusion(nn.Module):
     Memory and speed (``pair_chunk``): with ``reduction`` sum or mean, the pair sum runs a few questions at a
     time (:func:`~mmfuse.fusion.pair_sum.pair_sum`: forward and backward by hand, no whole pair grid kept;
     1.85x faster than autograd on the whole grid at 64 questions, N = 65, g_dim 256 on a 2-core CPU, and a
-    tenth of the bytes kept for the backward, 80 vs 798 MB: ``tools/benchmark_fusion.py``). ``pair_chunk=None`` picks the chunk from the grid's size; ``0`` materialises the
-    whole grid under autograd, as before (``reduction="max"`` always does). Same maths, other float rounding.
+    tenth of the bytes kept for the backward, 80 vs 798 MB: ``tools/benchmark_fusion.py``).
+    ``pair_chunk=None`` picks the chunk from the grid's size; ``0`` materialises the whole grid under autograd,
+    as before (``reduction="max"`` always does). Same maths, other float rounding.
 
     Coordinates: the paper appends each object's (x, y) position; ViT patch tokens already carry
     position embeddings, so none are added here.
