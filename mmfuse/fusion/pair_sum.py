@@ -45,23 +45,30 @@ def _first(a: Tensor, c: Tensor, q: Tensor) -> Tensor:
     return (a + q[:, None])[:, :, None] + c[:, None]
 
 
+def _forward(a: Tensor, c: Tensor, q: Tensor, m: Tensor, chunk: int, params: Sequence[Tensor],
+             last_on: Tensor | None) -> Tensor:
+    """The chunked pair sum ``[B, out]``; writes g's last ReLU pattern into ``last_on`` when given."""
+    weights, biases = params[0::2], params[1::2]
+    out = a.new_empty(a.shape[0], weights[-1].shape[0] if weights else a.shape[-1])
+    for s in range(0, a.shape[0], chunk):
+        e = slice(s, s + chunk)
+        h = _first(a[e], c[e], q[e]).relu_()
+        for w, b in zip(weights, biases, strict=True):
+            h = F.linear(h, w, b).relu_()
+        if last_on is not None:
+            last_on[e] = h > 0
+        out[e] = torch.einsum("kijg,kij->kg", h, m[e])
+    return out
+
+
 class _PairSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, a: Tensor, c: Tensor, q: Tensor, m: Tensor, chunk: int, *params: Tensor) -> Tensor:
-        weights, biases = params[0::2], params[1::2]
         n_questions, n_tokens, _ = a.shape
-        out_dim = weights[-1].shape[0] if weights else a.shape[-1]
-        out = a.new_empty(n_questions, out_dim)
-        grid = (n_questions, n_tokens, n_tokens, out_dim) if weights else (0,)  # no layers: recomputed from a, c, q
+        # no layers: the backward recomputes the pattern from a, c, q
+        grid = (n_questions, n_tokens, n_tokens, params[-2].shape[0]) if params else (0,)
         last_on = torch.empty(grid, dtype=torch.bool, device=a.device)
-        for s in range(0, n_questions, chunk):
-            e = slice(s, s + chunk)
-            h = _first(a[e], c[e], q[e]).relu_()
-            for w, b in zip(weights, biases, strict=True):
-                h = F.linear(h, w, b).relu_()
-            if weights:
-                last_on[e] = h > 0
-            out[e] = torch.einsum("kijg,kij->kg", h, m[e])
+        out = _forward(a, c, q, m, chunk, params, last_on if params else None)
         ctx.chunk = chunk
         ctx.save_for_backward(a, c, q, m, last_on, *params)
         return out
@@ -111,6 +118,9 @@ def pair_sum(a: Tensor, c: Tensor, q: Tensor, m: Tensor, layers: Sequence[tuple[
     if chunk < 1:
         raise ValueError(f"pair_sum: chunk must be >= 1, got {chunk}")
     params = [t.to(a.dtype) for pair in layers for t in pair]
+    c, q, m = c.to(a.dtype), q.to(a.dtype), m.to(a.dtype)
     with torch.autocast(a.device.type, enabled=False):  # the inputs' dtype throughout (autocast would mix)
-        out: Tensor = _PairSum.apply(a, c.to(a.dtype), q.to(a.dtype), m.to(a.dtype), chunk, *params)
+        if not torch.is_grad_enabled() or not any(t.requires_grad for t in (a, c, q, *params)):
+            return _forward(a, c, q, m, chunk, params, None)  # evaluation: no backward, no saved ReLU pattern
+        out: Tensor = _PairSum.apply(a, c, q, m, chunk, *params)
     return out
